@@ -1,0 +1,1 @@
+"""The `diabetes` command line: one console script, one module per subcommand."""

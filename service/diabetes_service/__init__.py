@@ -1,0 +1,1 @@
+"""Scoring service: load a registered scikit-learn model once, score it over HTTP."""

@@ -1,0 +1,1 @@
+"""Trainer: the worked example, tracked and registered in MLflow."""
