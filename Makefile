@@ -1,0 +1,30 @@
+# The README's two commands: `make run` (install, train into the embedded store if it is empty,
+# serve on http://127.0.0.1:8080) and `make test` (install everything, run the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint system-deps
+
+$(BIN)/diabetes: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	touch $@
+
+install: $(BIN)/diabetes
+
+run: install
+	$(BIN)/diabetes train --if-empty
+	$(BIN)/diabetes serve
+
+# Debian packages the tests drive for real: headless Chromium, wrk, the Docker engine.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install system-deps lint
+	$(BIN)/python -m pytest
