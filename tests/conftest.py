@@ -1,0 +1,101 @@
+"""Fixtures shared by every test folder: the example model, trained for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import train_test_split
+
+from tests.support.processes import DIABETES
+from tests.support.service import ServiceProcess
+
+FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+
+@dataclass(frozen=True)
+class ExampleData:
+    x_train: list[list[float]]
+    x_test: list[list[float]]
+    y_train: list[float]
+    y_test: list[float]
+
+
+@pytest.fixture(scope="session")
+def example_data() -> ExampleData:
+    x, y = load_diabetes(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
+    return ExampleData(x_train.tolist(), x_test.tolist(), y_train.tolist(), y_test.tolist())
+
+
+@pytest.fixture(scope="session")
+def example_model_pkl(tmp_path_factory: pytest.TempPathFactory, example_data: ExampleData) -> Path:
+    """The classic Azure example's artifact: a bare joblib `model.pkl` of Ridge(alpha=0.03)."""
+    import pandas as pd
+
+    model = Ridge(alpha=0.03).fit(pd.DataFrame(example_data.x_train, columns=FEATURES), example_data.y_train)
+    path = tmp_path_factory.mktemp("pkl") / "model.pkl"
+    joblib.dump(model, path)
+    return path
+
+
+@dataclass(frozen=True)
+class EmbeddedStore:
+    """A project folder whose embedded MLflow store holds the regressor and the classifier."""
+
+    home: Path
+    tracking_uri: str
+    regressor: dict  # `diabetes train --json` output
+    classifier: dict
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DIABETES_HOME": str(self.home), "DIABETES_TRACKING_URI": self.tracking_uri}
+
+
+def run_train(home: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    base = {"DIABETES_HOME": str(home)}
+    import os
+
+    proc = subprocess.run(
+        [DIABETES, "train", "--json", *args],
+        env={**os.environ, **base, **(env or {})},
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def embedded_store(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStore:
+    home = tmp_path_factory.mktemp("store")
+    regressor = run_train(home)
+    classifier = run_train(home, "--task", "classification")
+    return EmbeddedStore(home, f"sqlite:///{home / 'mlruns.db'}", regressor, classifier)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[type[ServiceProcess]]:
+    """A factory: `with service(uri, env=...) as svc:` logs into the test's tmp folder."""
+    started: list[ServiceProcess] = []
+
+    def factory(model_uri: str, **kwargs: object) -> ServiceProcess:
+        kwargs.setdefault("log", tmp_path / f"service-{len(started)}.log")
+        svc = ServiceProcess(model_uri, **kwargs)  # type: ignore[arg-type]
+        started.append(svc)
+        return svc
+
+    yield factory  # type: ignore[misc]
+    for svc in started:
+        svc.stop()
