@@ -28,7 +28,11 @@ def embedded_artifact_root() -> Path:
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
     """`--tracking-uri`, else `DIABETES_TRACKING_URI`, else `MLFLOW_TRACKING_URI`, else embedded."""
-    for candidate in (explicit, os.environ.get("DIABETES_TRACKING_URI"), os.environ.get("MLFLOW_TRACKING_URI")):
+    for candidate in (
+        explicit,
+        os.environ.get("DIABETES_TRACKING_URI"),
+        os.environ.get("MLFLOW_TRACKING_URI"),
+    ):
         if candidate:
             return candidate
     return embedded_tracking_uri()
