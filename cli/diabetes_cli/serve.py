@@ -1,16 +1,76 @@
-"""`diabetes serve` (placeholder until its issue lands)."""
+"""`diabetes serve`: serve one registered model over HTTP (Azure ML no-code protocol and more)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
 from diabetes_cli.errors import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("serve", help="not implemented yet")
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a registered model over HTTP",
+        description="Serve one model: resolve it once, then score it over HTTP with several workers. "
+        "Every flag can also come from a DIABETES_* environment variable (DIABETES_MODEL_URI, DIABETES_PORT, ...); "
+        "DIABETES_API_KEYS holds the API keys, comma-separated, primary first.",
+    )
+    parser.add_argument(
+        "--model-uri",
+        help="models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/latest, runs:/..., a local MLflow model "
+        "folder or a joblib model.pkl (default: models:/diabetes_model@champion)",
+    )
+    parser.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: 8080)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: the container's CPU limit)")
+    parser.add_argument("--spec", help="a no-code deployment spec (service/deployment.yaml): model, name, auth")
+    parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
     parser.set_defaults(handler=run)
 
 
+def _from_spec(path: str) -> dict[str, Any]:
+    try:
+        from diabetes_deploy.spec import SpecError, load_spec
+    except ImportError:
+        raise CommandError("--spec needs the deployment package (diabetes_deploy)") from None
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        raise CommandError(str(exc)) from None
+    if spec.auth.enabled and not os.environ.get("DIABETES_API_KEYS"):
+        raise CommandError(f"{path}: auth is enabled but DIABETES_API_KEYS holds no key")
+    return {"model_uri": spec.model_uri, "service_name": spec.name}
+
+
+def build_settings(args: argparse.Namespace) -> Any:
+    """Flags over DIABETES_* variables over the spec over defaults."""
+    from diabetes_service.settings import ServiceSettings
+    from pydantic import ValidationError
+
+    values: dict[str, Any] = {}
+    if args.spec or os.environ.get("DIABETES_SPEC"):
+        spec_values = _from_spec(args.spec or os.environ["DIABETES_SPEC"])
+        values.update({k: v for k, v in spec_values.items() if f"DIABETES_{k.upper()}" not in os.environ})
+    flags = ("model_uri", "host", "port", "workers", "spec", "tracking_uri")
+    values.update({name: getattr(args, name) for name in flags if getattr(args, name) is not None})
+    try:
+        return ServiceSettings(**values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in error["loc"])
+        raise CommandError(f"invalid setting {field}: {error['msg']}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    raise CommandError("not implemented yet")
+    from diabetes_service.errors import ModelLoadError
+    from diabetes_service.server import serve
+
+    settings = build_settings(args)
+    try:
+        return serve(settings)
+    except ModelLoadError as exc:
+        raise CommandError(f"cannot serve the model: {exc}") from None
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None

@@ -1,0 +1,207 @@
+"""The ASGI application: routing, keys, request ids, metrics and the access log around every route.
+
+Protocol adapters contribute routes; this module only wires them together. The model is loaded in
+a background thread at start-up so that the liveness probe answers at once and readiness turns
+200 only once the model is loaded and warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from diabetes_service.accesslog import AccessLog
+from diabetes_service.auth import KeyChecker
+from diabetes_service.core import ModelIdentity, ScoringCore
+from diabetes_service.docs import SwaggerPage
+from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
+from diabetes_service.http import HTTPError, Request, Response, error_response, read_body, text_response
+from diabetes_service.loading import load_model
+from diabetes_service.metrics import Metrics
+from diabetes_service.protocols.azureml import AzureMLProtocol
+from diabetes_service.settings import ServiceSettings
+from diabetes_service.state import NOT_READY_HEADERS, ServiceState
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+log = logging.getLogger("diabetes_service")
+
+MAX_REQUEST_ID = 200
+
+
+class ScoringApp:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.state = ServiceState(settings)
+        self.keys = KeyChecker(key.get_secret_value() for key in settings.api_keys)
+        self.metrics = Metrics()
+        self.access_log = AccessLog(settings.access_log)
+        self.docs = SwaggerPage(settings.service_name)
+        self.routes: dict[tuple[str, str], tuple[Handler, bool]] = {}
+        self.paths: dict[str, list[str]] = {}
+        for method, path, handler, public in [*AzureMLProtocol(self.state).routes(), *self._own_routes()]:
+            self.routes[(method, path)] = (handler, public)  # type: ignore[assignment]
+            self.paths.setdefault(path, []).append(method)
+        docs_public = not settings.private_docs
+        for path in self.docs.assets:
+            self.routes[("GET", path)] = (self._asset, docs_public)
+        self.routes[("GET", "/docs")] = (self._docs_page, docs_public)
+        if not docs_public:
+            self.routes[("GET", "/swagger.json")] = (self.routes[("GET", "/swagger.json")][0], False)
+        self._identity_headers = [
+            (b"x-model-name", self.state.model_name.encode()),
+            (b"x-model-version", self.state.model_version.encode()),
+        ]
+
+    def _own_routes(self) -> list[tuple[str, str, Handler, bool]]:
+        return [
+            ("GET", "/health/ready", self._readiness, True),
+            ("GET", "/metrics", self._metrics, False),
+        ]
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load, warm up, then report ready. Runs in a thread; exits the worker on failure."""
+        settings = self.settings
+        try:
+            loaded = load_model(settings.model_path or settings.model_uri)
+            core = ScoringCore(
+                loaded,
+                ModelIdentity(self.state.model_name, self.state.model_version),
+                max_rows=settings.max_rows,
+            )
+            core.warm_up()
+        except ModelLoadError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # the model's own code failed while warming up
+            self._fail(f"the model failed its warm-up prediction: {type(exc).__name__}: {exc}")
+        self.state.core = core
+        self.state.warm = True
+        self.metrics.model_info.labels(self.state.model_name, self.state.model_version).set(1)
+        log.info(
+            "model %s version %s ready (%s)",
+            self.state.model_name,
+            self.state.model_version,
+            type(core.estimator).__name__,
+        )
+
+    def _fail(self, reason: str) -> None:
+        print(f"diabetes serve: cannot serve the model: {reason}", file=sys.stderr, flush=True)
+        os._exit(EXIT_MODEL_LOAD_FAILED)
+
+    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                asyncio.get_running_loop().run_in_executor(None, self.load)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.state.draining = True
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = _request_id(headers.get(b"x-request-id"))
+        request = Request(scope["method"], scope["path"], headers, request_id)
+        route_label = request.path
+        try:
+            route = self.routes.get((request.method, request.path))
+            if route is None:
+                route_label = "unmatched"
+                raise self._no_route(request)
+            handler, public = route
+            if not public:
+                self.keys.check(headers.get(b"authorization"))
+            if request.method == "POST":
+                request.body = await read_body(receive, headers.get(b"content-length"), self.settings.max_body_bytes)
+            response = await handler(request)
+        except HTTPError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unexpected error (request %s)", request_id)
+            response = error_response(HTTPError(500, f"internal error; quote request id {request_id}"))
+
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", response.content_type),
+                    (b"content-length", str(len(response.body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    *self._identity_headers,
+                    *response.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(route_label, response.status, elapsed)
+        if request.rows:
+            self.metrics.predictions.labels(request.scoring_method).inc(request.rows)
+        self.access_log.write(
+            request_id=request_id,
+            method=request.method,
+            route=route_label,
+            status=response.status,
+            rows=request.rows,
+            latency_ms=round(elapsed * 1000, 3),
+            model_version=self.state.model_version,
+        )
+
+    def _no_route(self, request: Request) -> HTTPError:
+        allowed = self.paths.get(request.path)
+        if allowed:
+            return HTTPError(
+                405,
+                f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}",
+                headers=[(b"allow", ", ".join(allowed).encode())],
+            )
+        return HTTPError(404, f"no route {request.path}")
+
+    async def _readiness(self, request: Request) -> Response:
+        if self.state.ready:
+            return text_response("Ready")
+        reason = "draining" if self.state.draining else "loading"
+        return Response(
+            503,
+            text_response(f"Not ready: {reason}").body,
+            b"text/plain; charset=utf-8",
+            list(NOT_READY_HEADERS),
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(200, self.metrics.render(), self.metrics.content_type)
+
+    async def _docs_page(self, request: Request) -> Response:
+        return self.docs.page
+
+    async def _asset(self, request: Request) -> Response:
+        return self.docs.assets[request.path]
+
+
+def _request_id(sent: bytes | None) -> str:
+    if sent and len(sent) <= MAX_REQUEST_ID and sent.isascii() and sent.decode().isprintable():
+        return sent.decode()
+    return os.urandom(16).hex()
+
+
+def create_app() -> ScoringApp:
+    """Factory for uvicorn: every setting from the environment the supervisor prepared."""
+    return ScoringApp(ServiceSettings())

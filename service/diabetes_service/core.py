@@ -1,0 +1,133 @@
+"""The scoring core: one loaded model, its features and methods. Knows nothing of HTTP.
+
+Protocol adapters turn wire formats into rows (lists in feature order, or feature-keyed dicts)
+or straight into a float matrix, call `score`, and turn the result back into their own format.
+Every caller mistake found here is an `InvalidInput` naming the field and the problem.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diabetes_service.linear import verified_fast_paths
+from diabetes_service.loading import Feature, LoadedModel
+
+METHODS = ("predict", "predict_proba")
+
+
+class InvalidInput(Exception):
+    """A caller mistake. `field` locates it (e.g. `data[3][2]`); `status` is the suggested HTTP code."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+
+
+class ScoringCore:
+    def __init__(self, loaded: LoadedModel, identity: ModelIdentity, *, max_rows: int) -> None:
+        self.estimator = loaded.estimator
+        self.identity = identity
+        self.features: tuple[Feature, ...] = loaded.features
+        self.feature_names = tuple(feature.name for feature in self.features)
+        self._feature_index = {name: i for i, name in enumerate(self.feature_names)}
+        self.max_rows = max_rows
+        self.methods = tuple(m for m in METHODS if callable(getattr(self.estimator, m, None)))
+        # Azure ML's no-code scoring: predict_proba where the model has it, else predict.
+        self.default_method = "predict_proba" if "predict_proba" in self.methods else "predict"
+        self.example_rows = loaded.input_example or [[0.0] * len(self.features)]
+        self._predictors: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            method: getattr(self.estimator, method) for method in self.methods
+        }
+        # Scikit-learn warns on every call when an estimator fitted on a DataFrame gets an array;
+        # the core has already matched the columns by name, so the warning says nothing here.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def warm_up(self) -> None:
+        """Score the input example once per method, then switch on the verified fast paths."""
+        probe = np.asarray(self.example_rows, dtype=np.float64)
+        for method in self.methods:
+            self._predictors[method](probe)
+        rng = np.random.default_rng(0)
+        probe = np.vstack([probe, rng.normal(0.0, 0.1, size=(8, self.n_features))])
+        self._predictors.update(verified_fast_paths(self.estimator, probe))
+
+    def choose_method(self, method: str | None) -> str:
+        if method is None:
+            return self.default_method
+        if method not in METHODS:
+            raise InvalidInput(f"unknown method; use one of {', '.join(METHODS)}", field="method")
+        if method not in self.methods:
+            raise InvalidInput(
+                f"{method} is not available for this model ({type(self.estimator).__name__}); "
+                f"available: {', '.join(self.methods)}",
+                field="method",
+            )
+        return method
+
+    def check_row_count(self, count: int, field: str = "data") -> None:
+        if count == 0:
+            raise InvalidInput("must hold at least one row", field=field)
+        if count > self.max_rows:
+            raise InvalidInput(
+                f"{count} rows is over the limit of {self.max_rows} rows per request; split the request",
+                field=field,
+                status=413,
+            )
+
+    def matrix(self, rows: Sequence[Sequence[float] | Mapping[str, float]], field: str = "data") -> np.ndarray:
+        """Rows of already-validated finite numbers to an (n_rows, n_features) float matrix."""
+        self.check_row_count(len(rows), field)
+        width = self.n_features
+        ordered: list[Sequence[float]] = []
+        for i, row in enumerate(rows):
+            if isinstance(row, Mapping):
+                ordered.append(self._ordered(row, f"{field}[{i}]"))
+            elif len(row) != width:
+                raise InvalidInput(f"has {len(row)} values, expected {width} ({self._names()})", f"{field}[{i}]")
+            else:
+                ordered.append(row)
+        return np.array(ordered, dtype=np.float64)
+
+    def _ordered(self, row: Mapping[str, float], field: str) -> list[float]:
+        unknown = [key for key in row if key not in self._feature_index]
+        if unknown:
+            raise InvalidInput(f"unknown feature {unknown[0]!r}; expected {self._names()}", field)
+        missing = [name for name in self.feature_names if name not in row]
+        if missing:
+            raise InvalidInput(f"missing feature {missing[0]!r}", field)
+        return [row[name] for name in self.feature_names]
+
+    def _names(self) -> str:
+        return ", ".join(self.feature_names)
+
+    def predict(self, matrix: np.ndarray, method: str, field: str = "data") -> np.ndarray:
+        """Run `method` (already chosen with `choose_method`) on a validated matrix."""
+        result = self._predictors[method](matrix)
+        # Finite inputs far outside the training range can overflow; answering null would be a silent wrong answer.
+        if result.dtype.kind == "f" and not np.isfinite(result).all():
+            row = int(np.argwhere(~np.isfinite(result))[0][0])
+            raise InvalidInput(
+                "the model's output is not finite for this row: its values are out of range", f"{field}[{row}]"
+            )
+        return result
+
+    def score(self, rows: Sequence[Sequence[float] | Mapping[str, float]], method: str | None) -> list[Any]:
+        chosen = self.choose_method(method)
+        return self.predict(self.matrix(rows), chosen).tolist()

@@ -1,0 +1,54 @@
+"""The Swagger page at `/docs`, with every asset served by the service (it works offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diabetes_service.http import Response
+
+ASSETS = {
+    "swagger-ui.css": b"text/css; charset=utf-8",
+    "swagger-ui-bundle.js": b"application/javascript; charset=utf-8",
+    "swagger-ui-standalone-preset.js": b"application/javascript; charset=utf-8",
+    "favicon-32x32.png": b"image/png",
+}
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{title}</title>
+  <link rel="stylesheet" href="/docs/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/docs/favicon-32x32.png">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script src="/docs/swagger-ui-standalone-preset.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: "/swagger.json",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+      layout: "BaseLayout",
+      persistAuthorization: true
+    }});
+  </script>
+</body>
+</html>
+"""
+
+
+class SwaggerPage:
+    """Reads the bundled Swagger UI files once, then answers from memory."""
+
+    def __init__(self, title: str) -> None:
+        from swagger_ui_bundle import swagger_ui_path
+
+        folder = Path(str(swagger_ui_path))
+        self.page = Response(200, PAGE.format(title=title).encode(), b"text/html; charset=utf-8")
+        self.assets = {
+            f"/docs/{name}": Response(200, (folder / name).read_bytes(), content_type)
+            for name, content_type in ASSETS.items()
+        }

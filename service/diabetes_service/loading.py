@@ -1,0 +1,127 @@
+"""Load a scikit-learn model from a local path, without importing MLflow.
+
+Accepted: an MLflow model folder (an `MLmodel` file with the `sklearn` flavor, pickled with
+skops, cloudpickle or pickle), or a bare joblib/pickle file such as the classic Azure example's
+`model.pkl` (or a folder holding just that file). Feature names and types come from the MLflow
+signature; for a bare pickle from `feature_names_in_` / `n_features_in_`.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import yaml
+
+from diabetes_service.errors import ModelLoadError
+
+BARE_PICKLE_NAMES = ("model.pkl", "model.joblib")
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str  # MLflow's column type: "double", "float", "long", "integer", "boolean"...
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    estimator: Any
+    features: tuple[Feature, ...]
+    input_example: list[list[float]] | None
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"no model at {path}")
+    if path.is_dir() and (path / "MLmodel").is_file():
+        return _load_mlflow_folder(path)
+    if path.is_dir():
+        for name in BARE_PICKLE_NAMES:
+            if (path / name).is_file():
+                return _load_bare_pickle(path / name)
+        raise ModelLoadError(f"{path} holds neither an MLmodel file nor a model.pkl")
+    return _load_bare_pickle(path)
+
+
+def _load_bare_pickle(path: Path) -> LoadedModel:
+    try:
+        estimator = joblib.load(path)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot unpickle {path.name}: {type(exc).__name__}: {exc}") from exc
+    return LoadedModel(estimator, _features_of_estimator(estimator), None)
+
+
+def _features_of_estimator(estimator: Any) -> tuple[Feature, ...]:
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None:
+        return tuple(Feature(str(name), "double") for name in names)
+    count = getattr(estimator, "n_features_in_", None)
+    if count is None:
+        raise ModelLoadError(f"{type(estimator).__name__} is not a fitted scikit-learn estimator")
+    return tuple(Feature(f"x{i}", "double") for i in range(int(count)))
+
+
+def _load_mlflow_folder(folder: Path) -> LoadedModel:
+    try:
+        mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelLoadError(f"unreadable MLmodel file: {exc}") from exc
+    flavor = (mlmodel.get("flavors") or {}).get("sklearn")
+    if not flavor:
+        raise ModelLoadError("the MLflow model has no sklearn flavor (only scikit-learn models are served)")
+    estimator = _unpickle_flavor(folder, flavor)
+    features = _features_of_signature(mlmodel.get("signature")) or _features_of_estimator(estimator)
+    return LoadedModel(estimator, features, _input_example(folder, mlmodel, features))
+
+
+def _unpickle_flavor(folder: Path, flavor: dict[str, Any]) -> Any:
+    model_file = folder / flavor.get("pickled_model", "model.pkl")
+    fmt = flavor.get("serialization_format", "cloudpickle")
+    try:
+        if fmt == "skops":
+            import skops.io
+
+            # The operator chose to serve this model, so trust what it was saved with, as MLflow does.
+            return skops.io.load(model_file, trusted=flavor.get("skops_trusted_types"))
+        with model_file.open("rb") as handle:
+            # cloudpickle writes standard pickles; classes load by reference like plain pickle.
+            return pickle.load(handle)  # noqa: S301 - serving a model means trusting its artifact
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load {model_file.name} ({fmt}): {type(exc).__name__}: {exc}") from exc
+
+
+def _features_of_signature(signature: dict[str, Any] | None) -> tuple[Feature, ...]:
+    if not signature or not signature.get("inputs"):
+        return ()
+    inputs = json.loads(signature["inputs"])
+    if all("name" in column and column.get("type") != "tensor" for column in inputs):
+        return tuple(Feature(column["name"], column.get("type", "double")) for column in inputs)
+    # A tensor signature: one unnamed array of shape (-1, n).
+    shape = inputs[0].get("tensor-spec", {}).get("shape", [])
+    if len(inputs) == 1 and len(shape) == 2 and shape[1] > 0:
+        return tuple(Feature(f"x{i}", "double") for i in range(shape[1]))
+    return ()
+
+
+def _input_example(folder: Path, mlmodel: dict[str, Any], features: tuple[Feature, ...]) -> list[list[float]] | None:
+    info = mlmodel.get("saved_input_example_info") or {}
+    example_file = folder / info.get("artifact_path", "input_example.json")
+    try:
+        example = json.loads(example_file.read_text())
+    except (OSError, ValueError):
+        return None
+    names = [feature.name for feature in features]
+    if isinstance(example, dict) and "data" in example:
+        columns = example.get("columns", names)
+        rows = example["data"]
+        try:
+            return [[float(row[columns.index(name)]) for name in names] for row in rows]
+        except (ValueError, TypeError, IndexError):
+            return None
+    return None

@@ -1,0 +1,1 @@
+"""Protocol adapters: each turns one wire format into calls on the scoring core, and back."""

@@ -1,0 +1,70 @@
+"""Azure ML's no-code scoring protocol: `GET /` liveness, `POST /score`, `GET /swagger.json`.
+
+`/score` takes `{"data": [[...], ...], "method": ...}` (rows as lists or feature-keyed objects)
+and answers a bare JSON list, one entry per row.
+"""
+
+from __future__ import annotations
+
+import orjson
+from diabetes_client.schema import ScoreRequest
+from pydantic import ValidationError
+
+from diabetes_service.core import InvalidInput
+from diabetes_service.http import HTTPError, Request, Response, text_response
+from diabetes_service.openapi import openapi_document
+from diabetes_service.state import ServiceState
+from diabetes_service.validation import http_error
+
+JSON_MEDIA_TYPES = ("", "application/json")
+
+
+def require_json(request: Request) -> None:
+    media_type = request.media_type
+    if media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
+        raise HTTPError(415, "Content-Type must be application/json", field="Content-Type")
+
+
+class AzureMLProtocol:
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self._swagger: Response | None = None
+
+    def routes(self) -> list[tuple[str, str, object, bool]]:
+        """(method, path, handler, public): public routes need no API key."""
+        return [
+            ("GET", "/", self.liveness, True),
+            ("POST", "/score", self.score, False),
+            ("GET", "/swagger.json", self.swagger, True),
+        ]
+
+    async def liveness(self, request: Request) -> Response:
+        return text_response("Healthy")
+
+    async def score(self, request: Request) -> Response:
+        require_json(request)
+        core = self.state.require_core()
+        try:
+            parsed = ScoreRequest.model_validate_json(request.body)
+        except ValidationError as exc:
+            raise http_error(exc) from None
+        try:
+            method = core.choose_method(parsed.method)
+            matrix = core.matrix(parsed.data)
+        except InvalidInput as exc:
+            raise HTTPError(
+                exc.status, f"{exc.field}: {exc.message}" if exc.field else exc.message, exc.field
+            ) from None
+        request.rows = len(parsed.data)
+        request.scoring_method = method
+        result = core.predict(matrix, method)
+        return Response(200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY))
+
+    async def swagger(self, request: Request) -> Response:
+        if self._swagger is None:
+            core = self.state.require_core()
+            document = openapi_document(
+                core, title=self.state.settings.service_name, auth_enabled=self.state.auth_enabled
+            )
+            self._swagger = Response(200, orjson.dumps(document))
+        return self._swagger

@@ -1,0 +1,135 @@
+"""Turn a model URI into a local folder or file, once, before any worker starts.
+
+`models:/` and `runs:/` URIs need MLflow, whose import alone takes seconds and a lot of memory;
+it runs in a short-lived child process (`python -m diabetes_service.resolution`) so that neither
+the supervisor nor the workers ever import it. Downloads go to a cache keyed by the registered
+version, through a temporary folder renamed into place, so an interrupted download is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from diabetes_service.errors import ModelLoadError
+
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+RESOLVE_TIMEOUT_SECONDS = 120
+_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: str
+    name: str
+    version: str
+
+
+def needs_mlflow(uri: str) -> bool:
+    return uri.startswith(MLFLOW_SCHEMES)
+
+
+def resolve(uri: str, tracking_uri: str | None) -> ResolvedModel:
+    """A local path for `uri`; registry URIs are resolved in a child process."""
+    if not needs_mlflow(uri):
+        path = Path(uri).expanduser().resolve()
+        if not path.exists():
+            raise ModelLoadError(f"no model at {uri}")
+        return ResolvedModel(str(path), path.stem if path.is_file() else path.name, "local")
+    from diabetes_trainer.tracking import resolve_tracking_uri
+
+    env = {
+        **os.environ,
+        # Fail in seconds, not minutes, when the tracking server is unreachable.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+    }
+    cmd = [sys.executable, "-m", "diabetes_service.resolution", uri, resolve_tracking_uri(tracking_uri)]
+    try:
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=RESOLVE_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ModelLoadError(f"resolving {uri} took over {RESOLVE_TIMEOUT_SECONDS}s") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise ModelLoadError(lines[-1] if lines else f"resolving {uri} failed")
+    return ResolvedModel(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("DIABETES_MODEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(tempfile.gettempdir(), "diabetes-cache"), "models"
+    )
+    return Path(base)
+
+
+def _download(uri: str, tracking_uri: str, key: str) -> str:
+    import mlflow.artifacts
+
+    target = _cache_root() / hashlib.sha256(f"{tracking_uri}|{key}".encode()).hexdigest()[:24]
+    if target.is_dir():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging)))
+        os.replace(local, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
+
+
+def _resolve_with_mlflow(uri: str, tracking_uri: str) -> ResolvedModel:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    match = _REGISTERED.match(uri)
+    if not match:  # runs:/ and friends: no registry version to pin
+        return ResolvedModel(_download(uri, tracking_uri, uri), uri.rstrip("/").rsplit("/", 1)[-1], "run")
+    name, alias, version = match["name"], match["alias"], match["version"]
+    if alias:
+        version = client.get_model_version_by_alias(name, alias).version
+    elif version == "latest":
+        versions = client.search_model_versions(f"name='{name}'")
+        if not versions:
+            raise ModelLoadError(f"registered model {name!r} has no versions")
+        version = str(max(int(v.version) for v in versions))
+    elif not (version or "").isdigit():
+        raise ModelLoadError(f"{uri}: use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest")
+    pinned = f"models:/{name}/{version}"
+    return ResolvedModel(_download(pinned, tracking_uri, pinned), name, str(version))
+
+
+def main(argv: list[str]) -> int:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    uri, tracking_uri = argv
+    try:
+        resolved = _resolve_with_mlflow(uri, tracking_uri)
+    except ModelLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:400]
+        print(f"cannot resolve {uri} on {tracking_uri}: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(resolved.__dict__))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,134 @@
+"""The supervisor: resolve the model once, open the socket, run N workers, drain on SIGTERM.
+
+The supervisor itself imports neither MLflow nor scikit-learn: resolution runs in a child process
+and workers are forked before they import the model's libraries, so the whole process tree stays
+small. A worker that cannot load the model exits with a dedicated status and the supervisor stops
+the service with a non-zero status; a worker that dies later is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+from diabetes_service.cgroup import cpu_limit
+from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED
+from diabetes_service.resolution import resolve
+from diabetes_service.settings import ServiceSettings
+
+log = logging.getLogger("diabetes_service.supervisor")
+
+RESTART_BACKOFF_SECONDS = 1.0
+
+
+class Supervisor:
+    def __init__(self, settings: ServiceSettings, sock: socket.socket, workers: int) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.count = workers
+        self.children: dict[int, float] = {}  # pid -> start time
+        self.stopping = False
+        self.exit_status = 0
+
+    def spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            from diabetes_service.worker import run_worker
+
+            try:
+                run_worker(self.sock, self.settings.graceful_timeout_seconds)
+                os._exit(0)
+            except BaseException:
+                logging.getLogger("diabetes_service").exception("worker crashed")
+                os._exit(1)
+        self.children[pid] = time.monotonic()
+
+    def stop(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            log.info("received %s: draining %d workers", signal.Signals(signum).name, len(self.children))
+        self.stopping = True
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        for _ in range(self.count):
+            self.spawn()
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            self.children.pop(pid, None)
+            self._mark_dead(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code == EXIT_MODEL_LOAD_FAILED:
+                self.exit_status = 1
+                self.stop(signal.SIGTERM, None)
+            elif not self.stopping:
+                log.warning("worker %d exited with %d; starting a new one", pid, code)
+                time.sleep(RESTART_BACKOFF_SECONDS)
+                self.spawn()
+        return self.exit_status
+
+    def _mark_dead(self, pid: int) -> None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: ServiceSettings) -> int:
+    """Run the service until SIGTERM. Raises ModelLoadError / OSError before anything listens."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    resolved = resolve(settings.model_uri, settings.tracking_uri)
+    workers = settings.workers or cpu_limit()
+    # Workers read their settings from the environment: hand them the resolved model.
+    os.environ.update(
+        {
+            "DIABETES_MODEL_PATH": resolved.path,
+            "DIABETES_MODEL_NAME": settings.model_name or resolved.name,
+            "DIABETES_MODEL_VERSION": settings.model_version or resolved.version,
+        }
+    )
+    metrics_dir = tempfile.mkdtemp(prefix="diabetes-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    sock = bind(settings.host, settings.port)
+    if not settings.auth_enabled:
+        log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
+    log.info(
+        "serving %s version %s on http://%s:%d with %d workers",
+        os.environ["DIABETES_MODEL_NAME"],
+        os.environ["DIABETES_MODEL_VERSION"],
+        settings.host,
+        sock.getsockname()[1],
+        workers,
+    )
+    try:
+        return Supervisor(ServiceSettings(), sock, workers).run()
+    finally:
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,52 @@
+"""Every setting of the scoring service, in one typed place.
+
+Values come from `diabetes serve` flags, else `DIABETES_*` environment variables, else the
+defaults below. Workers are separate processes: they read the same environment, which the
+supervisor fills in once (resolved model path, name and version) before starting them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_URI = "models:/diabetes_model@champion"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIABETES_", extra="ignore", frozen=True)
+
+    model_uri: str = DEFAULT_MODEL_URI
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int | None = Field(default=None, ge=1, le=64, description="default: the container's CPU limit")
+    spec: str | None = None
+    service_name: str = "diabetes-service"
+    tracking_uri: str | None = None
+
+    # Set by the supervisor after resolving `model_uri` once; workers load from here.
+    model_path: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+
+    # Primary first, then secondary; comma-separated in DIABETES_API_KEYS.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    private_docs: bool = Field(default=False, description="require a key for /swagger.json and /docs too")
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_rows: int = Field(default=10_000, ge=1)
+    access_log: bool = True
+    graceful_timeout_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
