@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from diabetes_service.accesslog import AccessLog
 from diabetes_service.auth import KeyChecker
-from diabetes_service.core import ModelIdentity, ScoringCore
+from diabetes_service.core import InvalidInput, ModelIdentity, ScoringCore
 from diabetes_service.docs import SwaggerPage
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
 from diabetes_service.http import HTTPError, Request, Response, error_response, read_body, text_response
@@ -132,6 +132,9 @@ class ScoringApp:
             response = await handler(request)
         except HTTPError as exc:
             response = error_response(exc)
+        except InvalidInput as exc:
+            message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+            response = error_response(HTTPError(exc.status, message, exc.field))
         except Exception:
             log.exception("unexpected error (request %s)", request_id)
             response = error_response(HTTPError(500, f"internal error; quote request id {request_id}"))

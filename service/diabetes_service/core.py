@@ -126,7 +126,8 @@ class ScoringCore:
             raise InvalidInput(
                 "the model's output is not finite for this row: its values are out of range", f"{field}[{row}]"
             )
-        return result
+        # Classifiers trained on boolean labels predict booleans; the protocol promises numbers.
+        return result.astype(np.int64) if result.dtype.kind == "b" else result
 
     def score(self, rows: Sequence[Sequence[float] | Mapping[str, float]], method: str | None) -> list[Any]:
         chosen = self.choose_method(method)

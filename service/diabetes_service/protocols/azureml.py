@@ -10,7 +10,6 @@ import orjson
 from diabetes_client.schema import ScoreRequest
 from pydantic import ValidationError
 
-from diabetes_service.core import InvalidInput
 from diabetes_service.http import HTTPError, Request, Response, text_response
 from diabetes_service.openapi import openapi_document
 from diabetes_service.state import ServiceState
@@ -48,16 +47,10 @@ class AzureMLProtocol:
             parsed = ScoreRequest.model_validate_json(request.body)
         except ValidationError as exc:
             raise http_error(exc) from None
-        try:
-            method = core.choose_method(parsed.method)
-            matrix = core.matrix(parsed.data)
-        except InvalidInput as exc:
-            raise HTTPError(
-                exc.status, f"{exc.field}: {exc.message}" if exc.field else exc.message, exc.field
-            ) from None
+        method = core.choose_method(parsed.method)
+        result = core.predict(core.matrix(parsed.data), method)
         request.rows = len(parsed.data)
         request.scoring_method = method
-        result = core.predict(matrix, method)
         return Response(200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY))
 
     async def swagger(self, request: Request) -> Response:

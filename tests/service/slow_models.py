@@ -1,0 +1,27 @@
+"""Estimators that take their time, to observe readiness and draining on a real process."""
+
+from __future__ import annotations
+
+import time
+
+from sklearn.linear_model import Ridge
+
+
+class SlowToLoadRidge(Ridge):
+    """Unpickling takes LOAD_SECONDS: the service is live but not ready meanwhile."""
+
+    LOAD_SECONDS = 3.0
+
+    def __setstate__(self, state: dict) -> None:
+        time.sleep(self.LOAD_SECONDS)
+        super().__setstate__(state)
+
+
+class SlowToPredictRidge(Ridge):
+    """Every prediction takes PREDICT_SECONDS, so that requests are in flight when SIGTERM comes."""
+
+    PREDICT_SECONDS = 0.3
+
+    def predict(self, X):
+        time.sleep(self.PREDICT_SECONDS)
+        return super().predict(X)
