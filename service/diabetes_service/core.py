@@ -7,6 +7,7 @@ Every caller mistake found here is an `InvalidInput` naming the field and the pr
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,12 @@ from diabetes_service.linear import verified_fast_paths
 from diabetes_service.loading import Feature, LoadedModel
 
 METHODS = ("predict", "predict_proba")
+
+# Above these, a prediction runs in a thread: the event loop keeps accepting and answering probes
+# (and a SIGTERM finds every waiting request already in flight). Below, a thread hop costs more
+# than the prediction itself.
+SLOW_CALL_SECONDS = 0.002
+SLOW_ROW_COUNT = 2000
 
 
 class InvalidInput(Exception):
@@ -48,6 +55,7 @@ class ScoringCore:
         # Azure ML's no-code scoring: predict_proba where the model has it, else predict.
         self.default_method = "predict_proba" if "predict_proba" in self.methods else "predict"
         self.example_rows = loaded.input_example or [[0.0] * len(self.features)]
+        self.slow_seconds_per_call = 0.0
         self._predictors: dict[str, Callable[[np.ndarray], np.ndarray]] = {
             method: getattr(self.estimator, method) for method in self.methods
         }
@@ -67,6 +75,14 @@ class ScoringCore:
         rng = np.random.default_rng(0)
         probe = np.vstack([probe, rng.normal(0.0, 0.1, size=(8, self.n_features))])
         self._predictors.update(verified_fast_paths(self.estimator, probe))
+        started = time.perf_counter()
+        for method in self.methods:
+            self._predictors[method](probe[:1])
+        self.slow_seconds_per_call = time.perf_counter() - started
+
+    def blocks(self, rows: int) -> bool:
+        """Whether scoring `rows` rows takes long enough to keep off the event loop."""
+        return self.slow_seconds_per_call > SLOW_CALL_SECONDS or rows > SLOW_ROW_COUNT
 
     def choose_method(self, method: str | None) -> str:
         if method is None:

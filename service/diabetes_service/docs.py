@@ -32,7 +32,9 @@ PAGE = """<!DOCTYPE html>
       deepLinking: true,
       presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
       layout: "BaseLayout",
-      persistAuthorization: true
+      persistAuthorization: true,
+      defaultModelsExpandDepth: 1,
+      defaultModelExpandDepth: 2
     }});
   </script>
 </body>

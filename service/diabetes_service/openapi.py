@@ -30,7 +30,8 @@ def _error(description: str) -> dict[str, Any]:
 def openapi_document(core: ScoringCore, *, title: str, auth_enabled: bool) -> dict[str, Any]:
     names = list(core.feature_names)
     properties = {f.name: dict(_JSON_TYPES.get(f.type, {"type": "number"})) for f in core.features}
-    example_rows = core.example_rows[:2]
+    # Feature-keyed example rows: the Swagger page then shows every feature name in the example body.
+    example_rows = [dict(zip(names, row, strict=True)) for row in core.example_rows[:1]]
     result_schema: dict[str, Any] = {
         "type": "array",
         "description": "One entry per row: a number for predict, a list of class probabilities for predict_proba.",
@@ -42,7 +43,8 @@ def openapi_document(core: ScoringCore, *, title: str, auth_enabled: bool) -> di
             "title": title,
             "version": core.identity.version,
             "description": f"Scores the registered model `{core.identity.name}` version {core.identity.version} "
-            f"({type(core.estimator).__name__}). Methods: {', '.join(core.methods)}.",
+            f"({type(core.estimator).__name__}). Methods: {', '.join(core.methods)}. "
+            f"Features, in order: {', '.join(f'{f.name} ({f.type})' for f in core.features)}.",
         },
         "paths": {
             "/score": {

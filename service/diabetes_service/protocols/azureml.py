@@ -6,6 +6,8 @@ and answers a bare JSON list, one entry per row.
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from diabetes_client.schema import ScoreRequest
 from pydantic import ValidationError
@@ -48,7 +50,11 @@ class AzureMLProtocol:
         except ValidationError as exc:
             raise http_error(exc) from None
         method = core.choose_method(parsed.method)
-        result = core.predict(core.matrix(parsed.data), method)
+        matrix = core.matrix(parsed.data)
+        if core.blocks(len(matrix)):
+            result = await asyncio.to_thread(core.predict, matrix, method)
+        else:
+            result = core.predict(matrix, method)
         request.rows = len(parsed.data)
         request.scoring_method = method
         return Response(200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY))

@@ -1,0 +1,84 @@
+"""The API description: `/swagger.json` from the model's signature, `/docs` rendered in a real browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import requests
+
+from tests.conftest import FEATURES
+
+KEY = "docs-test-key"
+
+
+@pytest.fixture(scope="module")
+def svc(example_model_pkl, tmp_path_factory):
+    from tests.support.service import ServiceProcess
+
+    env = {"DIABETES_API_KEYS": KEY}
+    with ServiceProcess(str(example_model_pkl), env=env, log=tmp_path_factory.mktemp("log") / "s.log") as service:
+        yield service
+
+
+def test_swagger_has_one_property_per_feature(svc):
+    document = requests.get(svc.url + "/swagger.json", timeout=5).json()
+    row = document["components"]["schemas"]["Row"]
+    assert list(row["properties"]) == FEATURES
+    assert all(p == {"type": "number", "format": "double"} for p in row["properties"].values())
+    values = document["components"]["schemas"]["RowValues"]
+    assert values["minItems"] == values["maxItems"] == 10
+    method = document["components"]["schemas"]["ScoreRequest"]["properties"]["method"]
+    assert method["enum"] == ["predict"]
+    example = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert list(example["data"][0]) == FEATURES
+
+
+def test_swagger_example_is_a_valid_request(svc):
+    document = requests.get(svc.url + "/swagger.json", timeout=5).json()
+    example = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    answer = requests.post(svc.url + "/score", json=example, headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+    assert answer.status_code == 200
+    assert len(answer.json()) == len(example["data"])
+
+
+def test_docs_page_loads_only_its_own_assets(svc):
+    page = requests.get(svc.url + "/docs", timeout=5).text
+    assert not re.search(r"""(src|href)=["']https?://""", page)
+    for asset in re.findall(r"""(?:src|href)=["'](/docs/[^"']+)""", page):
+        assert requests.get(svc.url + asset, timeout=5).status_code == 200, asset
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by `make test`")
+def test_docs_render_in_headless_chromium_offline(svc, tmp_path):
+    # Every host name but loopback fails to resolve: the page must render with no internet at all.
+    done = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            svc.url + "/docs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    dom = done.stdout
+    assert "swagger-ui" in dom
+    assert "/score" in dom
+    assert "Authorize" in dom  # the Bearer scheme's button, since keys are on
+    # Rendered by Swagger UI's JavaScript from /swagger.json, so present only if the page really ran.
+    assert "Features, in order: age (double), sex (double), bmi (double)" in dom

@@ -1,0 +1,143 @@
+"""Start-up, readiness, failures that stop the service, and draining on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import requests
+
+from tests.support.processes import DIABETES, free_port, start, stop, wait_http
+
+
+def test_readiness_is_503_until_the_model_is_loaded_and_warm(service, slow_models, repo_on_path, example_data):
+    svc = service(str(slow_models["load"]), env=repo_on_path)
+    svc.proc = start(
+        [DIABETES, "serve", "--model-uri", svc.model_uri, "--port", str(svc.port), "--workers", "1"],
+        env=svc.env,
+        log=svc.log,
+    )
+    wait_http(svc.url + "/", timeout=30, proc=svc.proc)  # live at once
+    ready = requests.get(svc.url + "/health/ready", timeout=5)
+    assert ready.status_code == 503
+    assert ready.headers["retry-after"] == "1"
+    early = requests.post(svc.url + "/score", json={"data": example_data.x_test[:1]}, timeout=5)
+    assert early.status_code == 503
+    assert "loading" in early.json()["message"]
+    wait_http(svc.url + "/health/ready", timeout=30, proc=svc.proc)
+    answer = requests.post(svc.url + "/score", json={"data": example_data.x_test[:2]}, timeout=5)
+    assert [round(v, 3) for v in answer.json()] == [235.112, 246.799]
+
+
+def test_sigterm_with_requests_in_flight_loses_none(service, slow_models, repo_on_path, example_data):
+    svc = service(str(slow_models["predict"]), env=repo_on_path, workers=2).start()
+    results: list[int] = []
+
+    def call() -> None:
+        answer = requests.post(svc.url + "/score", json={"data": example_data.x_test[:1]}, timeout=30)
+        results.append(answer.status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.15)  # every request sent, most still inside their 0.3 s prediction
+    os.killpg(svc.proc.pid, signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == [200] * 6
+    assert svc.proc.wait(timeout=30) == 0
+    assert "draining" in svc.output()
+
+
+def test_readiness_turns_503_while_draining(example_model_pkl):
+    """The ASGI app itself, driven in-process: once draining, readiness answers 503 at once."""
+    import asyncio
+
+    from diabetes_service.app import ScoringApp
+    from diabetes_service.settings import ServiceSettings
+
+    app = ScoringApp(ServiceSettings(model_path=str(example_model_pkl), access_log=False))
+    app.load()
+
+    async def ready_status() -> int:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/health/ready", "headers": []}
+        await app(scope, receive, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(ready_status()) == 200
+    app.state.draining = True
+    assert asyncio.run(ready_status()) == 503
+
+
+def run_serve(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DIABETES, "serve", "--port", str(free_port()), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_a_missing_model_path_exits_non_zero_with_one_line(tmp_path):
+    done = run_serve("--model-uri", str(tmp_path / "nothing-here"))
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0
+    assert "no model at" in done.stderr
+
+
+def test_an_unregistered_model_exits_non_zero(embedded_store):
+    done = run_serve("--model-uri", "models:/no_such_model/1", env=embedded_store.env, timeout=120)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("diabetes serve: cannot serve the model:")
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unreachable_tracking_server_exits_within_seconds():
+    started = time.monotonic()
+    port = free_port()
+    done = run_serve("--model-uri", "models:/diabetes_model/1", "--tracking-uri", f"http://127.0.0.1:{port}")
+    assert done.returncode != 0
+    assert time.monotonic() - started < 45
+    assert "cannot serve the model" in done.stderr
+
+
+def test_a_corrupt_pickle_stops_the_service(tmp_path):
+    broken = tmp_path / "model.pkl"
+    broken.write_bytes(b"this is not a pickle")
+    proc = start(
+        [DIABETES, "serve", "--model-uri", str(broken), "--port", str(free_port()), "--workers", "2"],
+        log=tmp_path / "out.log",
+    )
+    try:
+        assert proc.wait(timeout=60) != 0
+    finally:
+        stop(proc)
+    output = (tmp_path / "out.log").read_text()
+    assert "cannot serve the model: cannot unpickle model.pkl" in output
+
+
+def test_a_port_in_use_is_one_line(example_model_pkl, service):
+    with service(str(example_model_pkl)) as svc:
+        done = subprocess.run(
+            [DIABETES, "serve", "--model-uri", str(example_model_pkl), "--port", str(svc.port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert done.stderr.strip().startswith(f"diabetes serve: cannot listen on 127.0.0.1:{svc.port}")
