@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from diabetes_client.schema import ScoreRequest
 from pydantic import ValidationError
 
+from diabetes_client.schema import ScoreRequest
 from diabetes_service.http import HTTPError, Request, Response, text_response
 from diabetes_service.openapi import openapi_document
 from diabetes_service.state import ServiceState
