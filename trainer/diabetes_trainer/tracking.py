@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 EMBEDDED_DB_NAME = "mlruns.db"
 EMBEDDED_ARTIFACTS_NAME = "mlartifacts"
@@ -23,6 +24,7 @@ def embedded_tracking_uri() -> str:
 
 
 def embedded_artifact_root() -> Path:
+    """The embedded store's artifact folder, beside its database."""
     return project_dir() / EMBEDDED_ARTIFACTS_NAME
 
 
@@ -39,4 +41,87 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
 
 
 def is_embedded(uri: str) -> bool:
+    """Whether `uri` is the embedded store of the current project folder."""
     return uri == embedded_tracking_uri()
+
+
+# --- Talking to the store (still MLflow-free: decided before MLflow is imported) ---------------
+
+# MLflow's HTTP client retries for about four minutes by default; a user waiting on a dead server
+# deserves an answer within seconds. Values the user set in the environment win.
+BOUNDED_HTTP_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+# No usage telemetry leaves this machine, and no progress bars garble a CLI's output.
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+REACHABILITY_TIMEOUT = 5.0
+
+
+def bound_mlflow_client_env() -> None:
+    """Set MLflow's retry/timeout and quietness knobs (before MLflow is imported), unless set."""
+    for key, value in {**BOUNDED_HTTP_ENV, **QUIET_ENV}.items():
+        os.environ.setdefault(key, value)
+
+
+def redact(uri: str) -> str:
+    """The URI without any user:password part, fit for a message or a log."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, f"***@{netloc}", parts.path, parts.query, parts.fragment))
+
+
+def is_http(uri: str) -> bool:
+    return urlsplit(uri).scheme in ("http", "https")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///path` URI (None for other stores and in-memory SQLite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    # sqlite:////abs/path has an absolute path after the third slash; sqlite:///rel is relative.
+    return Path(path).resolve()
+
+
+def artifact_location_for(uri: str) -> str | None:
+    """Where a new experiment's artifacts go, for stores that would otherwise pick `./mlruns`.
+
+    A SQLite store keeps its artifacts in `mlartifacts` beside the database file (the embedded
+    store: `<project>/mlartifacts`), whatever the working directory. Servers and workspaces
+    choose their own (None).
+    """
+    if uri == embedded_tracking_uri():
+        return embedded_artifact_root().as_uri()
+    db = sqlite_path(uri)
+    return (db.parent / EMBEDDED_ARTIFACTS_NAME).as_uri() if db else None
+
+
+def check_reachable(uri: str, timeout: float = REACHABILITY_TIMEOUT) -> None:
+    """Fail fast, with the reason, when an HTTP tracking server does not answer at all.
+
+    Any HTTP answer counts as reachable (a server behind auth may answer 401 to `/health`);
+    only a refused, timed-out or unresolvable connection is reported.
+    """
+    if not is_http(uri):
+        return
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout, allow_redirects=False)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        if isinstance(exc, requests.Timeout):
+            reason = f"no answer within {timeout:g}s"
+        elif isinstance(exc, requests.ConnectionError):
+            reason = "connection failed"
+        raise ConnectionError(f"tracking server {redact(uri)} is unreachable ({reason})") from exc
