@@ -1,0 +1,283 @@
+"""The declarative no-code deployment spec: which registered model to serve, and how.
+
+One pydantic model validates `service/deployment.yaml`; `load_spec` turns every problem (missing
+file, bad YAML, a wrong field) into one `SpecError` whose message starts with the file and the
+field, e.g. ``service/deployment.yaml: name: must be 3-32 characters ...``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Azure ML's rule for service names; Kubernetes (DNS-1035 labels) also forbids a trailing dash.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+NAME_RULE = (
+    "must be 3-32 characters, only lowercase letters, digits and dashes, "
+    "starting with a letter and not ending with a dash"
+)
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+ALIAS_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")
+# Keys are secrets: they come from DIABETES_API_KEYS or a Kubernetes Secret, never from this file.
+KEY_FIELDS = ("keys", "api_keys", "primary_key", "secondary_key", "key")
+
+
+class SpecError(ValueError):
+    """A deployment spec that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    # Typos must fail loudly, not be ignored; values are never coerced from strings or booleans.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelRef(_Strict):
+    """The registered model: its name plus exactly one of a version or an alias."""
+
+    name: str
+    version: int | None = Field(default=None, ge=1)
+    alias: str | None = None
+    framework: Literal["ScikitLearn"] = "ScikitLearn"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not MODEL_NAME_PATTERN.match(value):
+            raise ValueError("must be a registered model name: letters, digits, '_', '.', '-' (no '/')")
+        return value
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.lower() == "latest" or re.match(r"^v\d+$", value, re.IGNORECASE):
+            raise ValueError("'latest' and 'v<number>' are reserved by MLflow: use version instead")
+        if not ALIAS_PATTERN.match(value):
+            raise ValueError("must be an MLflow alias: letters, digits, '_' and '-', not starting with a digit")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of_version_alias(self) -> ModelRef:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of version or alias")
+        return self
+
+    @property
+    def uri(self) -> str:
+        if self.alias is not None:
+            return f"models:/{self.name}@{self.alias}"
+        return f"models:/{self.name}/{self.version}"
+
+
+class ResourceLimits(_Strict):
+    """Upper bounds for one replica (Kubernetes limits; Azure's cpu_cores_limit / memory_gb_limit)."""
+
+    cpu_cores: float = Field(gt=0, le=64)
+    memory_gb: float = Field(gt=0, le=256)
+
+
+class Resources(_Strict):
+    """What one replica is guaranteed (the example recommends 1 CPU core and 1 GB)."""
+
+    cpu_cores: float = Field(default=1.0, gt=0, le=64)
+    memory_gb: float = Field(default=1.0, gt=0, le=256)
+    limits: ResourceLimits | None = None
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Resources:
+        if self.limits is not None:
+            if self.limits.cpu_cores < self.cpu_cores:
+                raise ValueError("limits.cpu_cores must be at least cpu_cores")
+            if self.limits.memory_gb < self.memory_gb:
+                raise ValueError("limits.memory_gb must be at least memory_gb")
+        return self
+
+    @property
+    def cpu_limit(self) -> float:
+        return self.limits.cpu_cores if self.limits else self.cpu_cores
+
+    @property
+    def memory_limit_gb(self) -> float:
+        return self.limits.memory_gb if self.limits else self.memory_gb
+
+
+class Autoscale(_Strict):
+    """Replicas between min and max, aiming at a target CPU utilisation (percent)."""
+
+    min_replicas: int = Field(default=1, ge=1, le=1000)
+    max_replicas: int = Field(default=3, ge=1, le=1000)
+    target_utilization: int = Field(default=70, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Autoscale:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class Scale(_Strict):
+    """Either a fixed number of replicas or autoscaling, never both."""
+
+    replicas: int | None = Field(default=None, ge=1, le=1000)
+    autoscale: Autoscale | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Scale:
+        if self.replicas is not None and self.autoscale is not None:
+            raise ValueError("give either replicas or autoscale, not both")
+        if self.replicas is None and self.autoscale is None:
+            raise ValueError("give replicas or autoscale")
+        return self
+
+    @property
+    def autoscale_enabled(self) -> bool:
+        return self.autoscale is not None
+
+    @property
+    def min_replicas(self) -> int:
+        return self.autoscale.min_replicas if self.autoscale else int(self.replicas or 1)
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscale.max_replicas if self.autoscale else int(self.replicas or 1)
+
+
+class Auth(_Strict):
+    """Whether callers need a key. The keys themselves live in DIABETES_API_KEYS or a Secret."""
+
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_keys_here(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for field in KEY_FIELDS:
+                if field in data:
+                    raise ValueError(
+                        f"{field}: keys never go in the spec; set DIABETES_API_KEYS (or the Kubernetes Secret) instead"
+                    )
+        return data
+
+
+class Probe(_Strict):
+    """Timings of one HTTP probe (Kubernetes' field names, in seconds)."""
+
+    initial_delay_seconds: int = Field(default=0, ge=0, le=3600)
+    period_seconds: int = Field(default=5, ge=1, le=3600)
+    timeout_seconds: int = Field(default=2, ge=1, le=3600)
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    success_threshold: int = Field(default=1, ge=1, le=100)
+
+
+class Probes(_Strict):
+    """Readiness on /health/ready, liveness on /, and how long a stopping replica drains."""
+
+    readiness: Probe = Probe(initial_delay_seconds=2, period_seconds=5)
+    liveness: Probe = Probe(initial_delay_seconds=10, period_seconds=10)
+    # preStop sleep: lets the load balancer drop the pod before SIGTERM starts the drain.
+    pre_stop_seconds: int = Field(default=5, ge=0, le=300)
+    # SIGTERM to SIGKILL: must cover the preStop sleep plus in-flight requests.
+    termination_grace_period_seconds: int = Field(default=45, ge=1, le=3600)
+
+    @field_validator("liveness")
+    @classmethod
+    def _liveness_success_is_one(cls, value: Probe) -> Probe:
+        if value.success_threshold != 1:
+            raise ValueError("success_threshold must be 1 for a liveness probe (Kubernetes' rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _grace_covers_pre_stop(self) -> Probes:
+        if self.termination_grace_period_seconds <= self.pre_stop_seconds:
+            raise ValueError("termination_grace_period_seconds must be longer than pre_stop_seconds")
+        return self
+
+
+class DeploymentSpec(_Strict):
+    """`service/deployment.yaml`: one registered model served as one named service."""
+
+    name: str
+    model: ModelRef
+    resources: Resources = Resources()
+    scale: Scale = Scale(replicas=1)
+    auth: Auth = Auth()
+    scoring_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    max_concurrent_requests: int = Field(default=8, ge=1, le=1000, description="per replica")
+    probes: Probes = Probes()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(NAME_RULE)
+        return value
+
+    @model_validator(mode="after")
+    def _grace_covers_scoring(self) -> DeploymentSpec:
+        drain = self.probes.termination_grace_period_seconds - self.probes.pre_stop_seconds
+        if drain < self.scoring_timeout_seconds:
+            raise ValueError(
+                "probes.termination_grace_period_seconds must cover pre_stop_seconds plus "
+                f"scoring_timeout_seconds ({self.scoring_timeout_seconds:g}s) so in-flight requests drain"
+            )
+        return self
+
+    @property
+    def model_uri(self) -> str:
+        """`models:/name/version` or `models:/name@alias`: what `diabetes serve --model-uri` takes."""
+        return self.model.uri
+
+
+def _field_message(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "missing":
+        message = "is required"
+    elif kind == "extra_forbidden":
+        message = "unknown field"
+    elif kind == "literal_error":
+        message = f"must be {error['ctx']['expected']}"
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+    # A model-level check reports its own field inside the message ("min_replicas must ...").
+    return f"{loc}: {message}" if loc else message
+
+
+def parse_spec(data: Any, source: str = "spec") -> DeploymentSpec:
+    """Validate already-parsed YAML/JSON; raises `SpecError` naming `source` and the field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: must be a mapping of fields (name, model, resources, ...)")
+    try:
+        return DeploymentSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        message = _field_message(dict(errors[0]))
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise SpecError(f"{source}: {message}{more}") from None
+
+
+def load_spec(path: str | Path) -> DeploymentSpec:
+    """Read and validate a deployment spec; every problem becomes one `SpecError`."""
+    import yaml
+
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{source}: is a folder, not a spec file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: cannot read it ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise SpecError(f"{source}: not valid YAML{where}: {problem}") from None
+    return parse_spec(data, source)
