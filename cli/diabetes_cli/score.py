@@ -1,16 +1,135 @@
-"""`diabetes score` (placeholder until its issue lands)."""
+"""`diabetes score`: score a file of rows against a running service, one result per line.
+
+For quick checks from a shell; it needs only the client (requests and pydantic).
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import os
+import sys
+from typing import Any
 
 from diabetes_cli.errors import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("score", help="not implemented yet")
+    parser = subparsers.add_parser(
+        "score",
+        help="score a CSV or JSON file of rows against a running service",
+        description="Send the rows of FILE to the scoring service at --url and print one result per line "
+        "(a number for predict, a JSON list of class probabilities for predict_proba). FILE is a CSV with a "
+        "header naming the features (or no header: values in feature order), or JSON: a list of rows "
+        '(lists of numbers or feature-keyed objects) or {"data": [...]}. "-" reads standard input.',
+    )
+    parser.add_argument(
+        "--url",
+        required=True,
+        help="the service root (http://127.0.0.1:8080) or a scoring URI ending in /score (Azure ML)",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("DIABETES_API_KEY"),
+        help="API key, sent as a Bearer token (default: $DIABETES_API_KEY)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=("predict", "predict_proba"),
+        help="left out: the service's choice (predict_proba where the model has it, else predict)",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (default: 60)")
+    parser.add_argument("file", metavar="FILE", help='CSV or JSON rows, or "-" for standard input')
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise CommandError("not implemented yet")
+    from diabetes_client import Client, ScoringError
+
+    rows, method = read_rows(args.file)
+    try:
+        with Client(args.url, api_key=args.key or None, timeout=(5.0, args.timeout)) as client:
+            results = client.score(rows, method=args.method or method)
+    except ScoringError as exc:
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:  # a URL that is not http(s)
+        raise CommandError(str(exc)) from None
+    out = sys.stdout
+    for result in results:
+        out.write(json.dumps(result) + "\n")
+    return 0
+
+
+def read_rows(path: str) -> tuple[list[Any], Any]:
+    """The rows of a CSV or JSON file (and the ``method`` a ``{"data": ..., "method": ...}`` body names)."""
+    text = _read_text(path)
+    name = "standard input" if path == "-" else path
+    if text.lstrip().startswith(("[", "{")):
+        return _json_rows(text, name)
+    return _csv_rows(text, name), None
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not UTF-8 text") from None
+
+
+def _json_rows(text: str, name: str) -> tuple[list[Any], Any]:
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise CommandError(f"{name} is not valid JSON: {exc}") from None
+    method = None
+    if isinstance(document, dict):
+        if "data" not in document:
+            raise CommandError(f'{name}: a JSON object must hold the rows in "data"')
+        method = document.get("method")
+        document = document["data"]
+    if not isinstance(document, list):
+        raise CommandError(f"{name}: the rows must be a JSON list")
+    return document, method
+
+
+def _csv_rows(text: str, name: str) -> list[Any]:
+    records = [record for record in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in record)]
+    if not records:
+        raise CommandError(f"{name} holds no rows")
+    first = records[0]
+    header = None if all(_is_number(cell) for cell in first) else [cell.strip() for cell in first]
+    body = records if header is None else records[1:]
+    if not body:
+        raise CommandError(f"{name} holds a header but no rows")
+    rows: list[Any] = []
+    for number, record in enumerate(body, start=1):
+        values = [_number(cell, name, number, column) for column, cell in enumerate(record, start=1)]
+        if header is None:
+            rows.append(values)
+        elif len(values) != len(header):
+            raise CommandError(f"{name} row {number}: {len(values)} values under a header of {len(header)}")
+        else:
+            rows.append(dict(zip(header, values, strict=True)))
+    return rows
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(cell: str, name: str, line: int, column: int) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        raise CommandError(f"{name} row {line}, column {column}: not a number") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal, Self, overload
@@ -34,6 +35,7 @@ DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_ROWS_PER_REQUEST = 1000
 
 # The answer of `method` left out: probabilities where the model has them, else predictions.
+_ROW_LIMIT = re.compile(r"limit of (\d+) rows")
 _ScoreResponse: TypeAdapter[list[float] | list[list[float]]] = TypeAdapter(list[float] | list[list[float]])
 
 
@@ -182,13 +184,15 @@ class Client:
         body = ScoreRequest.model_construct(data=chunk, method=method).model_dump_json(exclude_none=True)
         response = self._send("POST", self.endpoints.score, data=body.encode())
         if response.status_code == 413 and len(chunk) > 1:
-            # Over the service's row or body limit: halve until it fits, and keep the smaller size.
-            half = len(chunk) // 2
-            self.max_rows_per_request = min(self.max_rows_per_request, half)
-            return [
-                *self._score_chunk(chunk[:half], offset, method, adapter),
-                *self._score_chunk(chunk[half:], offset + half, method, adapter),
-            ]
+            # Over the service's row or body limit: resend in pieces that fit (the limit it names,
+            # else halves), and keep the smaller size for the chunks still to come.
+            limit = _row_limit(response)
+            size = limit if limit is not None and limit < len(chunk) else max(1, len(chunk) // 2)
+            self.max_rows_per_request = min(self.max_rows_per_request, size)
+            results: list[Any] = []
+            for start, piece in chunks(chunk, size):
+                results.extend(self._score_chunk(piece, offset + start, method, adapter))
+            return results
         self._raise_for_status(response, row_offset=offset)
         request_id = _request_id(response)
         try:
@@ -341,6 +345,12 @@ class Client:
             return
         body = parse_error_body(response.content, response.headers.get("content-type"))
         raise error_for_status(response.status_code, body, request_id=_request_id(response), row_offset=row_offset)
+
+
+def _row_limit(response: requests.Response) -> int | None:
+    """The row limit a 413 names ("... over the limit of 10000 rows per request ..."), if it does."""
+    match = _ROW_LIMIT.search(parse_error_body(response.content).message)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 def _request_id(response: requests.Response) -> str | None:

@@ -135,7 +135,7 @@ def error_for_status(status: int, body: ErrorBody, *, request_id: str | None, ro
     field = shift_field(body.field, row_offset)
     message = body.message
     if field != body.field and body.field is not None:
-        message = message.replace(body.field, field or body.field)
+        message = message.replace(body.field, field or body.field, 1)
     kind: type[ScoringError]
     if status in (401, 403):
         kind = AuthenticationError
@@ -162,21 +162,56 @@ def shift_field(field: str | None, row_offset: int) -> str | None:
 
 
 def error_from_validation(exc: ValidationError, *, row_offset: int = 0) -> InvalidInputError:
-    """The shared schema refused a request before it was sent: name the first offending field."""
-    first = exc.errors(include_url=False, include_input=False)[0]
-    field = _field_from_loc(first["loc"], row_offset)
-    return InvalidInputError(f"{field}: {first['msg']}", field=field)
+    """The shared schema refused a request before it was sent: name the first offending field.
+
+    Worded as the service words the same problem, so a caller sees one message whichever side
+    caught it.
+    """
+    first = exc.errors(include_url=False)[0]
+    field = _field_from_loc(tuple(first["loc"]), row_offset)
+    message = _problem(first)
+    return InvalidInputError(f"{field}: {message}" if field else message, field=field)
 
 
-def _field_from_loc(loc: tuple[int | str, ...], row_offset: int) -> str:
+_JSON_KINDS: dict[type, str] = {
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def _kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), "not a number")
+
+
+def _problem(error: Any) -> str:
+    # Never the input itself: only its JSON kind.
+    kind = error["type"]
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, not {_kind(error.get('input'))}"
+    if kind == "finite_number":
+        return "must be a finite number (NaN and infinity are not allowed)"
+    if kind == "too_short":
+        return "must hold at least one row"
+    if kind == "list_type":
+        return f"must be a list, not {_kind(error.get('input'))}"
+    if kind == "union_tag_not_found":
+        return "must be a list of numbers or an object keyed by feature name"
+    if kind == "literal_error":
+        return f"unknown value; use one of {error.get('ctx', {}).get('expected', '')}"
+    return str(error.get("msg", "is invalid"))
+
+
+def _field_from_loc(loc: tuple[int | str, ...], row_offset: int) -> str | None:
     # pydantic's loc for a row is ("data", 3, "list", 2): drop the union's tag, keep indices and keys.
-    parts = [part for part in loc if part not in ("list", "dict")]
-    if not parts:
-        return "data"
-    text = str(parts[0])
-    for position, part in enumerate(parts[1:]):
-        if isinstance(part, int):
-            text += f"[{part + row_offset if position == 0 and text == 'data' else part}]"
+    text = ""
+    for step in loc:
+        if step in ("list", "dict"):
+            continue
+        if isinstance(step, int):
+            text += f"[{step + row_offset if text == 'data' else step}]"
         else:
-            text += f"[{json.dumps(part)}]"
-    return text
+            text += f".{step}" if text else str(step)
+    return text or None
