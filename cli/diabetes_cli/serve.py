@@ -46,8 +46,9 @@ def _from_spec(path: str) -> dict[str, Any]:
 
 def build_settings(args: argparse.Namespace) -> Any:
     """Flags over DIABETES_* variables over the spec over defaults."""
-    from diabetes_service.settings import ServiceSettings
     from pydantic import ValidationError
+
+    from diabetes_service.settings import ServiceSettings
 
     values: dict[str, Any] = {}
     if args.spec or os.environ.get("DIABETES_SPEC"):
