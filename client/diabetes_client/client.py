@@ -21,7 +21,7 @@ from diabetes_client.errors import (
     parse_error_body,
 )
 from diabetes_client.features import Feature, features_from_openapi
-from diabetes_client.rows import PlainRow, chunks, to_plain_rows
+from diabetes_client.rows import PlainRow, to_plain_rows
 from diabetes_client.schema import Method, PredictProbaResponse, PredictResponse, ScoreRequest
 from diabetes_client.transport import probe_adapter, retrying_adapter
 from diabetes_client.version import __version__
@@ -172,27 +172,29 @@ class Client:
             if method == "predict_proba"
             else _ScoreResponse
         )
+        rows_left: list[PlainRow] = list(request.data)
         results: list[Any] = []
-        for offset, chunk in chunks(list(request.data), self.max_rows_per_request):
-            results.extend(self._score_chunk(chunk, offset, method, adapter))
+        while len(results) < len(rows_left):
+            offset = len(results)
+            chunk = rows_left[offset : offset + self.max_rows_per_request]
+            answer = self._score_chunk(chunk, offset, method, adapter)
+            if answer is None:
+                continue  # the chunk was over the service's limit: resent at the smaller size
+            results.extend(answer)
         return results
 
     def _score_chunk(
         self, chunk: list[PlainRow], offset: int, method: Method | None, adapter: TypeAdapter[Any]
-    ) -> list[Any]:
+    ) -> list[Any] | None:
+        """The results of one chunk, or ``None`` after shrinking ``max_rows_per_request`` on a 413."""
         # Rows were validated as a whole: build the body without validating each chunk again.
         body = ScoreRequest.model_construct(data=chunk, method=method).model_dump_json(exclude_none=True)
         response = self._send("POST", self.endpoints.score, data=body.encode())
         if response.status_code == 413 and len(chunk) > 1:
-            # Over the service's row or body limit: resend in pieces that fit (the limit it names,
-            # else halves), and keep the smaller size for the chunks still to come.
+            # Over the service's row or body limit: the row limit it names, else half, from now on.
             limit = _row_limit(response)
-            size = limit if limit is not None and limit < len(chunk) else max(1, len(chunk) // 2)
-            self.max_rows_per_request = min(self.max_rows_per_request, size)
-            results: list[Any] = []
-            for start, piece in chunks(chunk, size):
-                results.extend(self._score_chunk(piece, offset + start, method, adapter))
-            return results
+            self.max_rows_per_request = limit if limit is not None and limit < len(chunk) else len(chunk) // 2
+            return None
         self._raise_for_status(response, row_offset=offset)
         request_id = _request_id(response)
         try:

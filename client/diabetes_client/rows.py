@@ -6,7 +6,7 @@ numpy arrays and pandas DataFrames are recognised by what they can do (``tolist`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from diabetes_client.errors import InvalidInputError
@@ -64,9 +64,3 @@ def _plain_value(value: Any) -> Any:
         except (TypeError, ValueError):
             return value
     return value
-
-
-def chunks(rows: list[PlainRow], size: int) -> Iterator[tuple[int, list[PlainRow]]]:
-    """``(offset, rows[offset:offset + size])`` for consecutive chunks, in order."""
-    for offset in range(0, len(rows), size):
-        yield offset, rows[offset : offset + size]
