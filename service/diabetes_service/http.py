@@ -54,8 +54,21 @@ class Response:
     headers: Headers = field(default_factory=list)
 
 
+def _numpy_fallback(value: object) -> object:
+    # orjson serialises C-contiguous numeric arrays natively; anything else (a transposed
+    # predict_proba, string class labels) goes through tolist().
+    tolist = getattr(value, "tolist", None)
+    if tolist is None:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return tolist()
+
+
+def encode_json(payload: object) -> bytes:
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY, default=_numpy_fallback)
+
+
 def json_response(payload: object, status: int = 200) -> Response:
-    return Response(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+    return Response(status, encode_json(payload))
 
 
 def error_response(error: HTTPError) -> Response:

@@ -12,7 +12,7 @@ import orjson
 from pydantic import ValidationError
 
 from diabetes_client.schema import ScoreRequest
-from diabetes_service.http import HTTPError, Request, Response, text_response
+from diabetes_service.http import HTTPError, Request, Response, json_response, text_response
 from diabetes_service.openapi import openapi_document
 from diabetes_service.state import ServiceState
 from diabetes_service.validation import http_error
@@ -57,7 +57,7 @@ class AzureMLProtocol:
             result = core.predict(matrix, method)
         request.rows = len(parsed.data)
         request.scoring_method = method
-        return Response(200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY))
+        return json_response(result)
 
     async def swagger(self, request: Request) -> Response:
         if self._swagger is None:
