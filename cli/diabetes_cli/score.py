@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="left out: the service's choice (predict_proba where the model has it, else predict)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (default: 60)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries on connection errors and 429/502/503/504, with backoff (default: 3)",
+    )
     parser.add_argument("file", metavar="FILE", help='CSV or JSON rows, or "-" for standard input')
     parser.set_defaults(handler=run)
 
@@ -50,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     rows, method = read_rows(args.file)
     try:
-        with Client(args.url, api_key=args.key or None, timeout=(5.0, args.timeout)) as client:
+        client = Client(args.url, api_key=args.key or None, timeout=(5.0, args.timeout), retries=args.retries)
+        with client:
             results = client.score(rows, method=args.method or method)
     except ScoringError as exc:
         raise CommandError(str(exc)) from None
