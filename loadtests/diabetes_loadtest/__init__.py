@@ -1,0 +1,6 @@
+"""Locust load tests of the diabetes scoring service.
+
+The modules Locust loads at run time (settings, data, checks, invalid, users, probe, workers,
+saturation) need only the standard library and Locust, so that they run unchanged in the stock
+Locust image on Kubernetes; `slo` (read by `diabetes loadtest`) also needs PyYAML.
+"""
