@@ -1,0 +1,276 @@
+"""`diabetes deploy local`: the spec's model in a local Docker container.
+
+The build context is assembled in a temporary folder (sources, Dockerfile, the spec, the model
+resolved on the host, and wheels the host downloads first), so a build needs no network and never
+writes into the checkout. The container gets the spec's CPU and memory, the keys from
+DIABETES_API_KEYS (passed by name, never on a command line), and is ready when /health/ready is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from diabetes_deploy.errors import DeployError
+from diabetes_deploy.spec import DeploymentSpec
+
+CONTAINER_PORT = 8080
+# The project itself is built from the sources; the build backend follows pyproject.toml's own pins.
+UNPINNED = frozenset({"diabetes-scoring", "pip", "setuptools", "wheel"})
+SOURCES = ("client", "service", "trainer", "cli", "loadtests")
+SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "reports")
+# Target of the image: CPython 3.11 on glibc x86_64 (the slim image and the Debian stand-in).
+WHEEL_TARGET = (
+    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none",
+    *(arg for minor in range(36, 16, -1) for arg in ("--platform", f"manylinux_2_{minor}_x86_64")),
+    "--platform", "manylinux2014_x86_64", "--platform", "linux_x86_64",
+)  # fmt: skip
+# Debian bookworm's glibc is 2.36: every manylinux tag up to it runs there.
+
+
+def source_root() -> Path:
+    """The checkout holding pyproject.toml and docker/Dockerfile (the image builds from sources)."""
+    here = Path(__file__).resolve()
+    for candidate in here.parents:
+        if (candidate / "pyproject.toml").is_file() and (candidate / "docker" / "Dockerfile").is_file():
+            return candidate
+    raise DeployError("the image builds from a source checkout: run from a clone of the repository")
+
+
+def docker_bin() -> str:
+    found = shutil.which("docker")
+    if not found:
+        raise DeployError("docker not found on PATH (install Docker, or Debian's docker.io)")
+    return found
+
+
+def docker(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    """Run one docker command; its failure becomes a one-line DeployError."""
+    try:
+        proc = subprocess.run(
+            [docker_bin(), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **(env or {})},
+        )
+    except subprocess.TimeoutExpired:
+        raise DeployError(f"docker {args[0]} did not finish within {timeout:g}s") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise DeployError(f"docker {args[0]} failed: {last[0]}")
+    return proc.stdout
+
+
+def service_requirements(root: Path) -> list[str]:
+    """The base dependencies plus the `service` extra, as pyproject.toml lists them."""
+    import tomllib
+
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["service"]]
+
+
+def host_constraints() -> list[str]:
+    """Pin every distribution the host has installed to the host's version.
+
+    The model was trained and tested here: the container then unpickles it with the same
+    scikit-learn, scipy and numpy, not whatever the index serves today. Constraints only pin
+    what the requirements pull in; the rest of the list is ignored.
+    """
+    from importlib import metadata
+
+    pins = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and dist.version and name.lower() not in UNPINNED:
+            pins[name.lower()] = f"{name}=={dist.version}"
+    return sorted(pins.values())
+
+
+def download_wheels(root: Path, dest: Path, *, timeout: float = 900) -> int:
+    """`pip download` the service's wheels (and the build backend) into `dest`; returns the count."""
+    dest.mkdir(parents=True, exist_ok=True)
+    requirements = service_requirements(root)
+    constraints = dest / "constraints.txt"
+    constraints.write_text("\n".join(host_constraints()) + "\n")
+    build_backend = ["setuptools>=69", "wheel"]
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+           "--only-binary=:all:", *WHEEL_TARGET, "--dest", str(dest), "-c", str(constraints),
+           *requirements, *build_backend]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DeployError(f"pip download did not finish within {timeout:g}s") from None
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise DeployError(f"pip download of the service's wheels failed: {last[0]}")
+    constraints.unlink()
+    return len(list(dest.glob("*.whl")))
+
+
+def resolve_model(model_uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
+    """Put the model into `dest` on the host: a local folder or model.pkl is copied, a
+    `models:/`/`runs:/` URI is downloaded with MLflow from the tracking store."""
+    local = Path(model_uri).expanduser()
+    if local.is_dir():
+        if not (local / "MLmodel").is_file() and not (local / "model.pkl").is_file():
+            raise DeployError(f"{model_uri}: neither an MLflow model folder (MLmodel) nor a folder with model.pkl")
+        shutil.copytree(local, dest, ignore=SKIP)
+        return dest
+    if local.is_file():
+        dest.mkdir(parents=True)
+        shutil.copy2(local, dest / "model.pkl")
+        return dest
+    if not model_uri.startswith(("models:/", "runs:/")):
+        raise DeployError(f"{model_uri}: no such file or folder, and not a models:/ or runs:/ URI")
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        raise DeployError("resolving a models:/ URI needs MLflow (pip install 'diabetes-scoring[trainer]')") from None
+    from diabetes_trainer.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    dest.mkdir(parents=True)
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest))
+    except MlflowException as exc:
+        raise DeployError(f"cannot resolve {model_uri}: {exc.message.splitlines()[0]}") from None
+    if not (dest / "MLmodel").is_file():
+        # Some stores nest the artifacts one folder down: flatten to the folder holding MLmodel.
+        nested = next(iter(dest.rglob("MLmodel")), None)
+        if nested is None:
+            raise DeployError(f"{model_uri}: downloaded, but it holds no MLmodel file")
+        return nested.parent
+    return dest
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    path: Path
+    model_dir: str  # relative to `path`
+    spec_file: str
+    wheels: int
+    model_name: str = ""
+    model_version: str = ""
+
+
+def registered_identity(model: Path) -> tuple[str, str]:
+    """Name and version from MLflow's `registered_model_meta` file, when the model came from the registry."""
+    import yaml
+
+    meta = model / "registered_model_meta"
+    if not meta.is_file():
+        return "", ""
+    data = yaml.safe_load(meta.read_text()) or {}
+    return str(data.get("model_name") or ""), str(data.get("model_version") or "")
+
+
+@contextmanager
+def build_context(
+    spec_path: Path, model_uri: str, *, tracking_uri: str | None = None, wheels: bool = True
+) -> Iterator[BuildContext]:
+    """A temporary build context: the sources, the Dockerfile, the spec, the model and wheels."""
+    root = source_root()
+    with tempfile.TemporaryDirectory(prefix="diabetes-image-") as tmp:
+        ctx = Path(tmp)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(root / name, ctx / name)
+        for name in SOURCES:
+            if (root / name).is_dir():
+                shutil.copytree(root / name, ctx / name, ignore=SKIP)
+            else:
+                (ctx / name).mkdir()
+        (ctx / "docker").mkdir()
+        shutil.copy2(root / "docker" / "Dockerfile", ctx / "docker" / "Dockerfile")
+        count = download_wheels(root, ctx / "docker" / "wheels") if wheels else 0
+        (ctx / "docker" / "wheels").mkdir(exist_ok=True)
+        shutil.copy2(spec_path, ctx / "deployment.yaml")
+        model = resolve_model(model_uri, ctx / "model", tracking_uri)
+        name, version = registered_identity(model)
+        yield BuildContext(ctx, model.relative_to(ctx).as_posix(), "deployment.yaml", count, name, version)
+
+
+def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, timeout: float = 1200) -> None:
+    args = ["build", "--file", str(ctx.path / "docker" / "Dockerfile"), "--tag", tag,
+            "--build-arg", f"MODEL_DIR={ctx.model_dir}", "--build-arg", f"SPEC_FILE={ctx.spec_file}",
+            "--build-arg", f"MODEL_NAME={ctx.model_name}", "--build-arg", f"MODEL_VERSION={ctx.model_version}"]  # fmt: skip
+    if base_image:
+        args += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    docker(*args, str(ctx.path), timeout=timeout)
+
+
+def image_size_bytes(tag: str) -> int:
+    return int(docker("image", "inspect", "--format", "{{.Size}}", tag).strip())
+
+
+def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`docker run` arguments for the spec: resources, keys by name, read-only root, grace period."""
+    memory_mb = int(spec.resources.memory_limit_gb * 1024)
+    args = [
+        "run", "--detach", "--name", spec.name,
+        "--label", f"io.diabetes.service={spec.name}",
+        "--publish", f"{host}:{port}:{CONTAINER_PORT}",
+        "--cpus", f"{spec.resources.cpu_limit:g}",
+        "--memory", f"{memory_mb}m",
+        "--memory-reservation", f"{int(spec.resources.memory_gb * 1024)}m",
+        "--read-only", "--tmpfs", "/tmp:rw,size=64m",
+        "--stop-timeout", str(spec.probes.termination_grace_period_seconds),
+        "--env", f"DIABETES_SERVICE_NAME={spec.name}",
+    ]  # fmt: skip
+    if spec.auth.enabled:
+        # By name only: docker reads the value from its own environment, so no key is on a command line.
+        args += ["--env", "DIABETES_API_KEYS"]
+    return [*args, image]
+
+
+def container_state(name: str) -> str | None:
+    try:
+        return docker("inspect", "--format", "{{.State.Status}}", name).strip()
+    except DeployError:
+        return None
+
+
+def container_logs(name: str, lines: int = 20) -> str:
+    proc = subprocess.run(
+        [docker_bin(), "logs", "--tail", str(lines), name], capture_output=True, text=True, timeout=30, check=False
+    )
+    return (proc.stdout + proc.stderr).strip()
+
+
+def wait_ready(name: str, url: str, timeout: float) -> None:
+    """Poll /health/ready until 200; stop early (with the container's last log line) if it exits."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if container_state(name) not in ("running", "created"):
+            last = container_logs(name, 5).splitlines()[-1:] or ["no output"]
+            raise DeployError(f"container {name} stopped before it was ready: {last[0]}")
+        try:
+            if requests.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise DeployError(f"container {name} was not ready within {timeout:g}s (see `docker logs {name}`)")
+
+
+def remove(name: str, grace_seconds: int = 30) -> bool:
+    """Stop (SIGTERM, then the grace period) and remove the container; False if there was none."""
+    if container_state(name) is None:
+        return False
+    docker("stop", "--time", str(grace_seconds), name, timeout=grace_seconds + 30)
+    docker("rm", "--force", name)
+    return True
