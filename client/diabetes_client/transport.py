@@ -19,6 +19,9 @@ from urllib3.util.retry import Retry
 
 from diabetes_client.errors import UNAVAILABLE_STATUSES
 
+# The longest single wait between two attempts, whether computed or asked for by Retry-After.
+MAX_WAIT_SECONDS = 30.0
+
 
 class ScoringRetry(Retry):
     """urllib3's ``Retry``, except that a read timeout ends the call at once."""
@@ -37,11 +40,16 @@ class ScoringRetry(Retry):
             raise error
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
+    def parse_retry_after(self, retry_after: str) -> float:
+        """The wait a ``Retry-After`` asks for, capped at ``backoff_max``: a server asking for an hour
+        must not hang the caller for an hour."""
+        return min(super().parse_retry_after(retry_after), self.backoff_max)
+
 
 def retry_policy(retries: int, backoff: float) -> Retry:
     """Up to ``retries`` further attempts, sleeping ``backoff * 2**n`` (plus jitter) in between.
 
-    ``Retry-After`` on a 429/503 is honoured in place of the computed sleep.
+    ``Retry-After`` on a 429/503 is honoured in place of the computed sleep (up to 30 s).
     """
     return ScoringRetry(
         total=retries,
@@ -54,7 +62,7 @@ def retry_policy(retries: int, backoff: float) -> Retry:
         allowed_methods=frozenset({"GET", "HEAD", "POST"}),
         backoff_factor=backoff,
         backoff_jitter=backoff,
-        backoff_max=30.0,
+        backoff_max=MAX_WAIT_SECONDS,
         respect_retry_after_header=True,
         # Hand the last 503 back rather than raising: its body says why, and becomes the error.
         raise_on_status=False,

@@ -282,3 +282,11 @@ def test_a_session_of_the_callers_own_is_used_and_left_open():
         assert session.get(server.url + "/", timeout=5).status_code == 200
     assert server.received[0].headers["X-Caller"] == "mine"
     session.close()
+
+
+def test_a_retry_after_of_an_hour_is_capped():
+    from diabetes_client.transport import MAX_WAIT_SECONDS, retry_policy
+
+    policy = retry_policy(retries=3, backoff=0.5)
+    assert policy.parse_retry_after("3600") == MAX_WAIT_SECONDS == 30.0
+    assert policy.parse_retry_after("2") == 2.0
