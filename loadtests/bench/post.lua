@@ -1,0 +1,16 @@
+-- POSTs the JSON body in the file $BENCH_BODY_FILE on every request; at the end prints one line
+-- "BENCH_RESULT {json}" with exact counts (wrk's status errors are answers with status > 399).
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
+wrk.body = file:read("*a")
+file:close()
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests": %d, "duration_us": %d, "status": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "timeout": %d, "p50_us": %.1f, "p99_us": %.1f}\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end

@@ -1,0 +1,97 @@
+"""A server under test: started in its own process group, timed to ready, measured, stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+POLL_SECONDS = 0.02
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _status(port: int, path: str) -> int | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+class ServerProcess:
+    """One server command on `port`; `ready_seconds` is from start to the first 200 on `ready_path`."""
+
+    def __init__(
+        self, name: str, cmd: list[str], *, port: int, ready_path: str, env: dict[str, str], log: Path, cwd: Path
+    ) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.port = port
+        self.ready_path = ready_path
+        self.env = env
+        self.log = log
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+        self.ready_seconds: float | None = None
+
+    def start(self, timeout: float) -> ServerProcess:
+        """Start the command and wait until it is ready; raise (after stopping it) if it is not."""
+        with open(self.log, "ab") as out:
+            started = time.monotonic()
+            self.proc = subprocess.Popen(
+                self.cmd, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before ready (log: {self.log})")
+            if _status(self.port, self.ready_path) == 200:
+                self.ready_seconds = time.monotonic() - started
+                return self
+            time.sleep(POLL_SECONDS)
+        self.stop()
+        raise TimeoutError(f"{self.name} was not ready within {timeout:g}s (log: {self.log})")
+
+    def tree_rss_mib(self) -> float:
+        """Resident memory of the process and all its descendants, summed, in MiB."""
+        assert self.proc is not None
+        total = 0
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(self.proc.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += proc.memory_info().rss
+        return total / 2**20
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group; SIGKILL it if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        # Workers that outlived their parent are still in the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)

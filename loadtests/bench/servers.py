@@ -1,0 +1,117 @@
+"""The three servers compared: this service, `mlflow models serve`, and the constant-reply ceiling."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtests.bench.data import azureml_body, mlflow_body
+from loadtests.bench.store import BIN, Store, clean_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to start one server on a port, tell that it is ready, and score on it."""
+
+    key: str  # "ours", "ours-nolog", "mlflow", "constant"
+    label: str
+    cmd: Callable[[int], list[str]]
+    env: dict[str, str]
+    ready_path: str
+    score_path: str
+    body: Callable[[list[list[float]]], bytes]
+    # Whether the answer carries one prediction per row (the constant app's does not).
+    predicts: bool = True
+
+
+def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log: bool = True) -> Server:
+    """`diabetes serve`, as shipped (access log on unless told otherwise)."""
+    return Server(
+        key="ours" if access_log else "ours-nolog",
+        label="diabetes serve" if access_log else "diabetes serve, no access log",
+        cmd=lambda port: [
+            str(BIN / "diabetes"),
+            "serve",
+            "--model-uri",
+            model_uri,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=clean_env(
+            DIABETES_HOME=str(store.home),
+            DIABETES_MODEL_CACHE=str(cache),
+            DIABETES_ACCESS_LOG="true" if access_log else "false",
+        ),
+        ready_path="/health/ready",
+        score_path="/score",
+        body=azureml_body,
+    )
+
+
+def mlflow_serve(store: Store, workers: int) -> Server:
+    """`mlflow models serve` on the same registered version, in this environment, same worker count."""
+    return Server(
+        key="mlflow",
+        label="mlflow models serve",
+        cmd=lambda port: [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            store.model_uri,
+            "--env-manager",
+            "local",
+            "-w",
+            str(workers),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        # MLflow 3.17 loads pickled models only when told that is acceptable.
+        env=clean_env(MLFLOW_TRACKING_URI=store.tracking_uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true"),
+        ready_path="/ping",
+        score_path="/invocations",
+        body=mlflow_body,
+    )
+
+
+def constant(workers: int) -> Server:
+    """The constant-reply ASGI app on uvicorn + httptools + uvloop: the ceiling of this server stack."""
+    return Server(
+        key="constant",
+        label="constant-reply ASGI app",
+        cmd=lambda port: [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "loadtests.bench.constant_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            # As the scoring service's workers: no uvicorn access log, no Server/Date headers.
+            "--no-access-log",
+            "--no-server-header",
+            "--no-date-header",
+            "--log-level",
+            "warning",
+        ],
+        env=clean_env(),
+        ready_path="/",
+        score_path="/score",
+        body=azureml_body,
+        predicts=False,
+    )

@@ -1,0 +1,78 @@
+"""Issue 3's targets for a 2-core machine, checked as ratios against servers measured in the same run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loadtests.bench.results import Results
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def checks(results: Results, *, connections: tuple[int, ...], workers: int) -> list[Check]:
+    """Every target with its measured value; throughput targets at the highest connection count."""
+    high = max(connections)
+    low = min(connections)
+
+    def req_s(server: str, rows: int, conns: int) -> float | None:
+        cell = results.cell(server, rows, conns)
+        return cell.wrk.req_per_s if cell else None
+
+    out: list[Check] = []
+    ours_1 = req_s("ours", 1, high)
+    vs_mlflow = _ratio(ours_1, req_s("mlflow", 1, high))
+    out.append(
+        Check(
+            f"1-row req/s ≥ 30× mlflow models serve ({high} conns)",
+            f"{vs_mlflow:.1f}×" if vs_mlflow is not None else "n/a",
+            vs_mlflow >= 30 if vs_mlflow is not None else None,
+        )
+    )
+    vs_constant = _ratio(ours_1, req_s("constant", 1, high))
+    out.append(
+        Check(
+            f"1-row req/s ≥ 50% of the constant app ({high} conns)",
+            f"{vs_constant:.0%}" if vs_constant is not None else "n/a",
+            vs_constant >= 0.5 if vs_constant is not None else None,
+        )
+    )
+    cell_100 = results.cell("ours", 100, high)
+    out.append(
+        Check(
+            f"100-row rows/s ≥ 150,000 ({high} conns)",
+            f"{cell_100.rows_per_s:,.0f}" if cell_100 else "n/a",
+            cell_100.rows_per_s >= 150_000 if cell_100 else None,
+        )
+    )
+    for rows in (1, 100):
+        cell = results.cell("ours", rows, low)
+        out.append(
+            Check(
+                f"p50 at {low} connection ≤ 0.6 ms ({rows}-row)",
+                f"{cell.wrk.p50_ms:.3f} ms" if cell else "n/a",
+                cell.wrk.p50_ms <= 0.6 if cell else None,
+            )
+        )
+    rss = results.max_rss("ours")
+    out.append(
+        Check(
+            f"process tree RSS ≤ 350 MiB ({workers} workers, supervisor included)",
+            f"{rss:.0f} MiB" if rss is not None else "n/a",
+            rss <= 350 if rss is not None else None,
+        )
+    )
+    for name, value, limit in (
+        ("ready ≤ 2 s from a local model folder", results.ready_local_folder, 2.0),
+        ("ready ≤ 6 s from models:/ on the embedded store", results.ready_registry, 6.0),
+    ):
+        out.append(Check(name, f"{value:.2f} s" if value is not None else "n/a", value <= limit if value else None))
+    return out
