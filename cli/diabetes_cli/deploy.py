@@ -1,16 +1,191 @@
-"""`diabetes deploy` (placeholder until its issue lands)."""
+"""`diabetes deploy`: the no-code deployment spec as a local container, Kubernetes manifests or Azure ML.
+
+diabetes deploy local [--spec service/deployment.yaml] [--port 8080]     # build, run, wait ready
+diabetes deploy local --down                                             # stop and remove
+diabetes deploy kubernetes --out k8s/                                    # manifests + kustomization
+diabetes deploy azureml --workspace-config config.json --cluster aks     # Azure ML v1 (azureml-core)
+diabetes deploy azureml --dry-run --out azureml/ --cluster aks           # deploymentconfig.json + v2 YAML
+diabetes deploy azureml --delete --workspace-config config.json          # the example's clean-up
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
 from diabetes_cli.errors import CommandError
 
+DEFAULT_SPEC = "service/deployment.yaml"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("deploy", help="not implemented yet")
-    parser.set_defaults(handler=run)
+    parser = subparsers.add_parser(
+        "deploy",
+        help="deploy the spec's model: local Docker, Kubernetes manifests, Azure ML",
+        description="Turn the no-code deployment spec into a running or deployable scoring service. "
+        "API keys come from DIABETES_API_KEYS ('primary,secondary'), never from the spec.",
+    )
+    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+
+    local = targets.add_parser(
+        "local",
+        help="build the image and run it in local Docker",
+        description="Build the scoring image (the spec's model resolved on this machine and baked in), run it "
+        "with the spec's CPU and memory and the keys from DIABETES_API_KEYS, wait until it is ready and print "
+        "the scoring URI. --down stops and removes it.",
+    )
+    _spec_arg(local)
+    local.add_argument("--down", action="store_true", help="stop and remove the container, then exit")
+    local.add_argument("--port", type=int, default=8080, help="host port on 127.0.0.1 (default: 8080)")
+    local.add_argument("--model-uri", help="serve this instead of the spec's model (models:/..., folder, model.pkl)")
+    local.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
+    local.add_argument("--image", help="image tag (default: NAME:local)")
+    local.add_argument(
+        "--base-image",
+        default=os.environ.get("DIABETES_BASE_IMAGE"),
+        help="base image build arg (default: $DIABETES_BASE_IMAGE, else the Dockerfile's python:3.11-slim)",
+    )
+    local.add_argument(
+        "--no-wheels",
+        action="store_true",
+        help="let pip inside the build reach the package index instead of installing wheels this machine downloads",
+    )
+    local.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness (default: 180)")
+    local.set_defaults(handler=run_local)
+
+    k8s = targets.add_parser(
+        "kubernetes",
+        help="write Kubernetes manifests (Deployment, Service, HPA, PDB, Secret, kustomization)",
+        description="Write complete manifests into --out with a kustomization.yaml beside them "
+        "(`kubectl apply -k DIR`). The Secret takes DIABETES_API_KEYS, else a marked placeholder.",
+    )
+    _spec_arg(k8s)
+    k8s.add_argument("--out", required=True, help="folder to write the manifests into")
+    k8s.add_argument("--image", help="container image (default: NAME:latest)")
+    k8s.add_argument(
+        "--service-type", default="ClusterIP", choices=["ClusterIP", "LoadBalancer", "NodePort"], help="Service type"
+    )
+    k8s.set_defaults(handler=run_kubernetes)
+
+    azure = targets.add_parser(
+        "azureml",
+        help="deploy to Azure ML on AKS (v1 SDK), or write its deployment files",
+        description="Azure ML's no-code path: Model.deploy with AksWebservice.deploy_configuration from the spec "
+        "onto an AKS compute target. --dry-run --out DIR writes deploymentconfig.json (`az ml model deploy --dc`) "
+        "and v2/endpoint.yaml + v2/deployment.yaml (azure-ai-ml) and sends nothing. --delete removes the service.",
+    )
+    _spec_arg(azure)
+    azure.add_argument("--workspace-config", default="config.json", help="Azure ML workspace config.json")
+    azure.add_argument("--cluster", default="aks-cluster", help="AKS compute target name (default: aks-cluster)")
+    azure.add_argument("--model-version", type=int, help="registered version (Azure ML has no MLflow aliases)")
+    mode = azure.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="write the deployment files into --out only")
+    mode.add_argument("--delete", action="store_true", help="delete the service (the registered model stays)")
+    azure.add_argument("--out", help="folder for --dry-run")
+    azure.set_defaults(handler=run_azureml)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise CommandError("not implemented yet")
+def _spec_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spec",
+        default=os.environ.get("DIABETES_SPEC") or DEFAULT_SPEC,
+        help=f"the deployment spec (default: $DIABETES_SPEC, else {DEFAULT_SPEC})",
+    )
+
+
+def _load(path: str) -> Any:
+    from diabetes_deploy.spec import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _deploy_errors() -> type[Exception]:
+    from diabetes_deploy.errors import DeployError
+
+    return DeployError
+
+
+def run_local(args: argparse.Namespace) -> int:
+    from diabetes_deploy import docker
+
+    spec = _load(args.spec)
+    try:
+        if args.down:
+            removed = docker.remove(spec.name, spec.probes.termination_grace_period_seconds)
+            print(f"removed {spec.name}" if removed else f"no container named {spec.name}")
+            return 0
+        keys = os.environ.get("DIABETES_API_KEYS", "")
+        if spec.auth.enabled and not keys.strip(", "):
+            raise CommandError(f"{args.spec}: auth is enabled: set DIABETES_API_KEYS='primary,secondary'")
+        if not 0 < args.port < 65536:
+            raise CommandError(f"--port {args.port}: must be 1-65535")
+        image = args.image or f"{spec.name}:local"
+        model_uri = args.model_uri or spec.model_uri
+        print(f"building {image} with {model_uri} ...", file=sys.stderr)
+        with docker.build_context(
+            Path(args.spec), model_uri, tracking_uri=args.tracking_uri, wheels=not args.no_wheels
+        ) as ctx:
+            docker.build_image(ctx, image, base_image=args.base_image)
+        # A previous run of the same service is replaced, as `az ml model deploy --overwrite` does.
+        docker.remove(spec.name, spec.probes.termination_grace_period_seconds)
+        docker.docker(*docker.run_args(spec, image, port=args.port))
+        url = f"http://127.0.0.1:{args.port}"
+        try:
+            docker.wait_ready(spec.name, url, args.timeout)
+        except _deploy_errors():
+            docker.remove(spec.name, 5)
+            raise
+    except _deploy_errors() as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{url}/score")
+    return 0
+
+
+def run_kubernetes(args: argparse.Namespace) -> int:
+    from diabetes_deploy import kubernetes
+
+    spec = _load(args.spec)
+    image = args.image or f"{spec.name}:latest"
+    keys = os.environ.get(kubernetes.KEYS_ENV) or None
+    try:
+        written = kubernetes.write(spec, Path(args.out), image, keys=keys, service_type=args.service_type)
+    except _deploy_errors() as exc:
+        raise CommandError(str(exc)) from None
+    for path in written:
+        print(path)
+    if spec.auth.enabled and not keys:
+        print(
+            f"note: {Path(args.out) / 'secret.yaml'} holds PLACEHOLDER keys: replace them before applying",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run_azureml(args: argparse.Namespace) -> int:
+    from diabetes_deploy import azureml
+
+    spec = _load(args.spec)
+    try:
+        if args.dry_run:
+            if not args.out:
+                raise CommandError("--dry-run needs --out DIR")
+            for path in azureml.write_dry_run(spec, Path(args.out), cluster=args.cluster, version=args.model_version):
+                print(path)
+            return 0
+        if args.delete:
+            azureml.delete_v1(spec, workspace_config=args.workspace_config)
+            print(f"deleted {spec.name}")
+            return 0
+        uri = azureml.deploy_v1(
+            spec, workspace_config=args.workspace_config, cluster=args.cluster, version=args.model_version
+        )
+    except _deploy_errors() as exc:
+        raise CommandError(str(exc)) from None
+    print(uri)
+    return 0

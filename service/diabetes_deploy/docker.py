@@ -203,11 +203,17 @@ def build_context(
 
 
 def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, timeout: float = 1200) -> None:
-    args = ["build", "--file", str(ctx.path / "docker" / "Dockerfile"), "--tag", tag,
-            "--build-arg", f"MODEL_DIR={ctx.model_dir}", "--build-arg", f"SPEC_FILE={ctx.spec_file}",
-            "--build-arg", f"MODEL_NAME={ctx.model_name}", "--build-arg", f"MODEL_VERSION={ctx.model_version}"]  # fmt: skip
+    build_args = {
+        "MODEL_DIR": ctx.model_dir,
+        "SPEC_FILE": ctx.spec_file,
+        "MODEL_NAME": ctx.model_name,
+        "MODEL_VERSION": ctx.model_version,
+    }
     if base_image:
-        args += ["--build-arg", f"BASE_IMAGE={base_image}"]
+        build_args["BASE_IMAGE"] = base_image
+    args = ["build", "--file", str(ctx.path / "docker" / "Dockerfile"), "--tag", tag]
+    for key, value in build_args.items():
+        args += ["--build-arg", f"{key}={value}"]
     docker(*args, str(ctx.path), timeout=timeout)
 
 
@@ -225,7 +231,7 @@ def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.
         "--cpus", f"{spec.resources.cpu_limit:g}",
         "--memory", f"{memory_mb}m",
         "--memory-reservation", f"{int(spec.resources.memory_gb * 1024)}m",
-        "--read-only", "--tmpfs", "/tmp:rw,size=64m",
+        "--read-only", "--tmpfs", "/tmp:rw,size=256m",  # noqa: S108 - the container's own tmpfs
         "--stop-timeout", str(spec.probes.termination_grace_period_seconds),
         "--env", f"DIABETES_SERVICE_NAME={spec.name}",
     ]  # fmt: skip

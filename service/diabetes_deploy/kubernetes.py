@@ -1,0 +1,256 @@
+"""`diabetes deploy kubernetes --out DIR`: complete manifests for AKS (or any cluster) from the spec.
+
+Deployment (resources, probes on the service's routes, preStop + grace period to drain, non-root,
+read-only root filesystem with an emptyDir at /tmp), Service, HorizontalPodAutoscaler (when the spec
+autoscales), PodDisruptionBudget, the keys as a Secret, and a kustomization.yaml listing them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from diabetes_deploy.errors import DeployError
+from diabetes_deploy.spec import DeploymentSpec, Probe
+
+CONTAINER_PORT = 8080
+RUN_AS = 10001  # the image's `scoring` user
+KEYS_ENV = "DIABETES_API_KEYS"
+SECRET_KEY = "api-keys"  # noqa: S105 - the key name inside the Secret, not a key
+# Marked so nobody mistakes it for a key; `diabetes deploy kubernetes` warns when it writes it.
+PLACEHOLDER_KEYS = "REPLACE-ME-primary-key,REPLACE-ME-secondary-key"
+
+
+def cpu_quantity(cores: float) -> str:
+    millis = round(cores * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def memory_quantity(gb: float) -> str:
+    return f"{round(gb * 1024)}Mi"
+
+
+def labels(spec: DeploymentSpec) -> dict[str, str]:
+    return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/part-of": "diabetes-scoring"}
+
+
+def secret_name(spec: DeploymentSpec) -> str:
+    return f"{spec.name}-keys"
+
+
+def _probe(path: str, probe: Probe) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "periodSeconds": probe.period_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "failureThreshold": probe.failure_threshold,
+        "successThreshold": probe.success_threshold,
+    }
+
+
+def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        "requests": {
+            "cpu": cpu_quantity(spec.resources.cpu_cores),
+            "memory": memory_quantity(spec.resources.memory_gb),
+        },
+        "limits": {
+            "cpu": cpu_quantity(spec.resources.cpu_limit),
+            "memory": memory_quantity(spec.resources.memory_limit_gb),
+        },
+    }
+    env: list[dict[str, Any]] = [
+        {"name": "DIABETES_SERVICE_NAME", "value": spec.name},
+        {"name": "DIABETES_GRACEFUL_TIMEOUT_SECONDS", "value": f"{spec.scoring_timeout_seconds:g}"},
+    ]
+    if spec.auth.enabled:
+        env.append({"name": KEYS_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec), "key": SECRET_KEY}}})
+    container = {
+        "name": "scoring",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        "readinessProbe": _probe("/health/ready", spec.probes.readiness),
+        "livenessProbe": _probe("/", spec.probes.liveness),
+        # Endpoints drop the pod while it sleeps; SIGTERM then drains what is still in flight.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(spec.probes.pre_stop_seconds)]}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # Byte-code (PYTHONPYCACHEPREFIX) and Prometheus' multiprocess files go to /tmp.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
+    }
+    replicas = spec.scale.replicas if spec.scale.replicas is not None else spec.scale.min_replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": spec.name, "labels": labels(spec)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels(spec)},
+            # Never below the wanted count during a rollout: a new pod must be ready first.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels(spec),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(CONTAINER_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": spec.probes.termination_grace_period_seconds,
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def service(spec: DeploymentSpec, service_type: str = "ClusterIP") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.name, "labels": labels(spec)},
+        "spec": {
+            "type": service_type,
+            "selector": labels(spec),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def autoscaler(spec: DeploymentSpec) -> dict[str, Any] | None:
+    auto = spec.scale.autoscale
+    if auto is None:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": spec.name, "labels": labels(spec)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": auto.target_utilization},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def disruption_budget(spec: DeploymentSpec) -> dict[str, Any]:
+    # maxUnavailable (not minAvailable: 1) so a one-replica service never blocks a node drain.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": spec.name, "labels": labels(spec)},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(spec)}},
+    }
+
+
+def keys_secret(spec: DeploymentSpec, keys: str | None) -> dict[str, Any] | None:
+    if not spec.auth.enabled:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(spec),
+            "labels": labels(spec),
+            "annotations": {
+                "diabetes-scoring/keys": "from DIABETES_API_KEYS" if keys else "PLACEHOLDER: replace before applying"
+            },
+        },
+        "type": "Opaque",
+        "stringData": {SECRET_KEY: keys or PLACEHOLDER_KEYS},
+    }
+
+
+def manifests(
+    spec: DeploymentSpec, image: str, *, keys: str | None = None, service_type: str = "ClusterIP"
+) -> dict[str, dict[str, Any]]:
+    """File name -> manifest, in the order kustomize lists them."""
+    files: dict[str, dict[str, Any] | None] = {
+        "secret.yaml": keys_secret(spec, keys),
+        "deployment.yaml": deployment(spec, image),
+        "service.yaml": service(spec, service_type),
+        "hpa.yaml": autoscaler(spec),
+        "pdb.yaml": disruption_budget(spec),
+    }
+    present = {name: doc for name, doc in files.items() if doc is not None}
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": list(present),
+    }
+    return {**present, "kustomization.yaml": kustomization}
+
+
+HEADER = "# Generated by `diabetes deploy kubernetes` from the deployment spec: edit the spec, not this file.\n"
+PLACEHOLDER_NOTE = (
+    "# PLACEHOLDER KEYS: replace stringData.api-keys with 'primary,secondary' before applying\n"
+    "# (or run `DIABETES_API_KEYS=... diabetes deploy kubernetes --out DIR` again).\n"
+)
+
+
+def write(
+    spec: DeploymentSpec,
+    out: Path,
+    image: str,
+    *,
+    keys: str | None = None,
+    service_type: str = "ClusterIP",
+) -> list[Path]:
+    """Write the manifests into `out`; everything is rendered before the first file is written."""
+    import yaml
+
+    keys = keys if keys is not None else (os.environ.get(KEYS_ENV) or None)
+    rendered = {}
+    for name, doc in manifests(spec, image, keys=keys, service_type=service_type).items():
+        note = PLACEHOLDER_NOTE if name == "secret.yaml" and not keys else ""
+        rendered[name] = HEADER + note + yaml.safe_dump(doc, sort_keys=False)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in rendered.items():
+            path = out / name
+            tmp = path.with_suffix(".tmp")
+            # The Secret may hold real keys: readable by its owner only.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name == "secret.yaml" else 0o644)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            tmp.replace(path)
+            written.append(path)
+    except OSError as exc:
+        raise DeployError(f"cannot write the manifests into {out}: {exc.strerror or exc}") from None
+    # A spec changed from autoscale to fixed replicas must not leave a stale HPA behind.
+    for stale in ("hpa.yaml", "secret.yaml"):
+        if stale not in rendered and (out / stale).exists():
+            (out / stale).unlink()
+    return written
