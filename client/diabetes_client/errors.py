@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from diabetes_client.schema import ErrorBody
+from diabetes_client.schema_errors import describe
 
 # Statuses that mean "the service cannot take this now": retried, and once the retries are spent,
 # raised as ServiceUnavailableError.
@@ -164,54 +165,8 @@ def shift_field(field: str | None, row_offset: int) -> str | None:
 def error_from_validation(exc: ValidationError, *, row_offset: int = 0) -> InvalidInputError:
     """The shared schema refused a request before it was sent: name the first offending field.
 
-    Worded as the service words the same problem, so a caller sees one message whichever side
-    caught it.
+    Worded by `schema_errors`, as the service words the same problem, so a caller sees one
+    message whichever side caught it.
     """
-    first = exc.errors(include_url=False)[0]
-    field = _field_from_loc(tuple(first["loc"]), row_offset)
-    message = _problem(first)
-    return InvalidInputError(f"{field}: {message}" if field else message, field=field)
-
-
-_JSON_KINDS: dict[type, str] = {
-    str: "a string",
-    bool: "a boolean",
-    type(None): "null",
-    list: "a list",
-    dict: "an object",
-}
-
-
-def _kind(value: Any) -> str:
-    return _JSON_KINDS.get(type(value), "not a number")
-
-
-def _problem(error: Any) -> str:
-    # Never the input itself: only its JSON kind.
-    kind = error["type"]
-    if kind in ("float_type", "float_parsing"):
-        return f"must be a number, not {_kind(error.get('input'))}"
-    if kind == "finite_number":
-        return "must be a finite number (NaN and infinity are not allowed)"
-    if kind == "too_short":
-        return "must hold at least one row"
-    if kind == "list_type":
-        return f"must be a list, not {_kind(error.get('input'))}"
-    if kind == "union_tag_not_found":
-        return "must be a list of numbers or an object keyed by feature name"
-    if kind == "literal_error":
-        return f"unknown value; use one of {error.get('ctx', {}).get('expected', '')}"
-    return str(error.get("msg", "is invalid"))
-
-
-def _field_from_loc(loc: tuple[int | str, ...], row_offset: int) -> str | None:
-    # pydantic's loc for a row is ("data", 3, "list", 2): drop the union's tag, keep indices and keys.
-    text = ""
-    for step in loc:
-        if step in ("list", "dict"):
-            continue
-        if isinstance(step, int):
-            text += f"[{step + row_offset if text == 'data' else step}]"
-        else:
-            text += f".{step}" if text else str(step)
-    return text or None
+    field, message = describe(exc, row_offset)
+    return InvalidInputError(message, field=field)
