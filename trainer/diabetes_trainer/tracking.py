@@ -125,3 +125,34 @@ def check_reachable(uri: str, timeout: float = REACHABILITY_TIMEOUT) -> None:
         elif isinstance(exc, requests.ConnectionError):
             reason = "connection failed"
         raise ConnectionError(f"tracking server {redact(uri)} is unreachable ({reason})") from exc
+
+
+def check_sqlite_writable(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast when a SQLite store cannot be opened for writing.
+
+    MLflow retries opening a database ten times with exponential back-off (about 100 seconds)
+    before it gives up; a quick probe with the standard library answers at once.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    import sqlite3
+
+    if path.exists() and not path.is_file():
+        raise PermissionError(f"tracking store {path} is not a database file")
+    if not path.parent.is_dir():
+        raise PermissionError(f"tracking store folder {path.parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"tracking store {path} is read-only")
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"tracking store folder {path.parent} is read-only")
+    try:
+        connection = sqlite3.connect(path, timeout=timeout)
+        try:
+            # Takes the write lock without writing: fails on a read-only file or folder.
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise PermissionError(f"tracking store {path} cannot be written: {exc}") from exc

@@ -140,6 +140,10 @@ def prepare_store(uri: str) -> None:
         home = tracking.project_dir()
         with step(f"creating the store folder {home}"):
             home.mkdir(parents=True, exist_ok=True)
+    try:
+        tracking.check_sqlite_writable(uri)
+    except PermissionError as exc:
+        raise TrainerError(str(exc)) from exc
 
 
 def train(options: TrainOptions) -> TrainResult:
