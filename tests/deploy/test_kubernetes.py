@@ -1,0 +1,173 @@
+"""`diabetes deploy kubernetes`: complete manifests, validated offline in strict mode."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from diabetes_deploy.spec import NAME_RULE, load_spec
+from tests.support.processes import DIABETES, REPO
+
+K8S_VERSION = "1.30.0"  # a version AKS supports
+SPEC = REPO / "service" / "deployment.yaml"
+
+
+def deploy_kubernetes(out: Path, *args: str, keys: str | None = None, spec: Path = SPEC) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DIABETES_API_KEYS"}
+    if keys is not None:
+        env["DIABETES_API_KEYS"] = keys
+    return subprocess.run(
+        [DIABETES, "deploy", "kubernetes", "--spec", str(spec), "--out", str(out), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def load_dir(out: Path) -> dict[str, dict]:
+    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(out.glob("*.yaml"))}
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("k8s")
+    proc = deploy_kubernetes(out, "--image", "diabetes-service:1")
+    assert proc.returncode == 0, proc.stderr
+    assert "PLACEHOLDER" in proc.stderr
+    return load_dir(out)
+
+
+def test_every_manifest_is_valid_in_strict_mode(manifests: dict[str, dict]) -> None:
+    kinds = {}
+    for name, doc in manifests.items():
+        if name == "kustomization.yaml":
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        kinds[doc["kind"]] = name
+    assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret"}
+
+
+def test_strict_validation_catches_a_mistake(manifests: dict[str, dict]) -> None:
+    # The validator is not a rubber stamp: a misspelt field fails it.
+    doc = yaml.safe_load(yaml.safe_dump(manifests["deployment.yaml"]))
+    doc["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_kustomization_lists_the_files_beside_it(manifests: dict[str, dict]) -> None:
+    kustomization = manifests["kustomization.yaml"]
+    assert kustomization["kind"] == "Kustomization"
+    assert sorted(kustomization["resources"]) == sorted(set(manifests) - {"kustomization.yaml"})
+
+
+def test_deployment_follows_the_spec(manifests: dict[str, dict]) -> None:
+    spec = load_spec(SPEC)
+    deployment = manifests["deployment.yaml"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "diabetes-service:1"
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "1024Mi"},
+        "limits": {"cpu": "2", "memory": "2048Mi"},
+    }
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert container["readinessProbe"]["periodSeconds"] == spec.probes.readiness.period_seconds
+    assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "http"}
+    assert container["livenessProbe"]["failureThreshold"] == spec.probes.liveness.failure_threshold
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    # Draining: the preStop sleep plus the in-flight requests fit in the grace period.
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(spec.probes.pre_stop_seconds)]
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace == spec.probes.termination_grace_period_seconds
+    assert grace >= spec.probes.pre_stop_seconds + spec.scoring_timeout_seconds
+    # Non-root, read-only root filesystem with a writable /tmp.
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 10001
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0]["name"] == "tmp"
+    assert "emptyDir" in pod["volumes"][0]
+    # Keys come from the Secret, by reference.
+    keys = next(e for e in container["env"] if e["name"] == "DIABETES_API_KEYS")
+    assert keys["valueFrom"]["secretKeyRef"] == {"name": "diabetes-service-keys", "key": "api-keys"}
+    assert deployment["spec"]["selector"]["matchLabels"] == deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def test_service_hpa_pdb(manifests: dict[str, dict]) -> None:
+    spec = load_spec(SPEC)
+    labels = manifests["deployment.yaml"]["spec"]["selector"]["matchLabels"]
+    service = manifests["service.yaml"]
+    assert service["spec"]["selector"] == labels
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    hpa = manifests["hpa.yaml"]["spec"]
+    assert spec.scale.autoscale is not None
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (
+        spec.scale.autoscale.min_replicas,
+        spec.scale.autoscale.max_replicas,
+    )
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == spec.scale.autoscale.target_utilization
+    assert hpa["scaleTargetRef"]["name"] == manifests["deployment.yaml"]["metadata"]["name"]
+    pdb = manifests["pdb.yaml"]["spec"]
+    assert pdb["selector"]["matchLabels"] == labels
+    assert pdb["maxUnavailable"] == 1
+
+
+def test_placeholder_secret_is_marked(manifests: dict[str, dict], tmp_path: Path) -> None:
+    secret = manifests["secret.yaml"]
+    assert secret["stringData"]["api-keys"].startswith("REPLACE-ME")
+    assert "PLACEHOLDER" in secret["metadata"]["annotations"]["diabetes-scoring/keys"]
+
+
+def test_keys_from_the_environment_go_into_a_private_secret(tmp_path: Path) -> None:
+    proc = deploy_kubernetes(tmp_path, keys="k-primary,k-secondary")
+    assert proc.returncode == 0, proc.stderr
+    assert "k-primary" not in proc.stdout + proc.stderr
+    secret = yaml.safe_load((tmp_path / "secret.yaml").read_text())
+    assert secret["stringData"]["api-keys"] == "k-primary,k-secondary"
+    assert stat.S_IMODE((tmp_path / "secret.yaml").stat().st_mode) == 0o600
+
+
+def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = deploy_kubernetes(out)
+    assert first.returncode == 0
+    assert (out / "hpa.yaml").exists()
+    assert (out / "secret.yaml").exists()
+    spec = tmp_path / "fixed.yaml"
+    spec.write_text(
+        "name: fixed-service\nmodel: {name: diabetes_model, version: 3}\nscale: {replicas: 2}\nauth: {enabled: false}\n"
+    )
+    proc = deploy_kubernetes(out, spec=spec)
+    assert proc.returncode == 0, proc.stderr
+    docs = load_dir(out)
+    # The stale HPA and Secret of the previous spec are gone.
+    assert set(docs) == {"deployment.yaml", "service.yaml", "pdb.yaml", "kustomization.yaml"}
+    assert docs["deployment.yaml"]["spec"]["replicas"] == 2
+    env = docs["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert all(e["name"] != "DIABETES_API_KEYS" for e in env)
+    for name, doc in docs.items():
+        if name != "kustomization.yaml":
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_bad_spec_writes_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: Bad_Name\nmodel: {name: m, version: 1}\n")
+    out = tmp_path / "out"
+    proc = deploy_kubernetes(out, spec=spec)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"diabetes deploy: {spec}: name: {NAME_RULE}"
+    assert not out.exists()
