@@ -35,6 +35,18 @@ def _int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def _api_key() -> str | None:
+    """`DIABETES_API_KEY`, else the primary of the service's own `DIABETES_API_KEYS`.
+
+    The fallback lets a Locust pod take its key from the service's Kubernetes Secret, which holds
+    "primary,secondary".
+    """
+    key = os.environ.get("DIABETES_API_KEY", "").strip()
+    if not key:
+        key = os.environ.get("DIABETES_API_KEYS", "").split(",")[0].strip()
+    return key or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the users need besides Locust's own options (`--host`, `-u`, `-r`, `-t`, tags)."""
@@ -70,7 +82,7 @@ class Settings:
         data = os.environ.get("DIABETES_LOADTEST_DATA")
         report = os.environ.get("DIABETES_LOADTEST_WORKER_REPORT")
         return cls(
-            api_key=os.environ.get("DIABETES_API_KEY") or None,
+            api_key=_api_key(),
             batch_sizes=tuple(int(size) for size in sizes),
             invalid_share=share,
             predict_weight=_int("DIABETES_LOADTEST_PREDICT_WEIGHT", 3),
