@@ -27,4 +27,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: install system-deps lint
-	$(BIN)/python -m pytest
+	bash scripts/docker-session.sh $(BIN)/python -m pytest

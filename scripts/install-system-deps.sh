@@ -2,7 +2,7 @@
 # Installs the Debian packages the test suite drives for real, when they are missing.
 # Needs root (as on CI and the developer machines); skips what is already there.
 set -euo pipefail
-packages=(chromium wrk)
+packages=(chromium wrk docker.io mmdebstrap)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
