@@ -244,3 +244,27 @@ def test_azure_extra_resolves_with_current_mlflow(tmp_path: Path) -> None:
     }
     assert "azureml-core" in versions
     assert int(versions["mlflow"].split(".")[0]) >= 3, versions["mlflow"]
+
+
+def test_cli_names_the_mlflow_plugin_an_azureml_uri_needs(tmp_path: Path, fake_azureml: Path) -> None:
+    """A real workspace answers with an `azureml://` URI, which MLflow reads only through a plugin."""
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    if "azureml" in _tracking_store_registry._registry:
+        pytest.skip("the azureml-mlflow plugin is installed here")
+    config = write_config(tmp_path, VALID)
+    workspace_uri = (
+        "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/s/resourceGroups/rg"
+        "/providers/Microsoft.MachineLearningServices/workspaces/ws"
+    )
+    outcome = train(
+        "--workspace-config",
+        str(config),
+        home=tmp_path,
+        PYTHONPATH=str(fake_azureml),
+        FAKE_AZUREML_CALLS=str(tmp_path / "azureml-calls.jsonl"),
+        FAKE_AZUREML_TRACKING_URI=workspace_uri,
+    )
+    assert_one_line_failure(outcome, "azureml-mlflow", workspace_uri)
+    assert [c["call"] for c in recorded_calls(tmp_path)] == ["from_config", "get_mlflow_tracking_uri"]
+    assert not (tmp_path / "mlruns.db").exists()

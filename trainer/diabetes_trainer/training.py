@@ -25,6 +25,13 @@ MODEL_ARTIFACT = "model"  # the MLflow sklearn model's name in the run
 PICKLE_ARTIFACT = "model.pkl"  # the classic Azure example's joblib dump, at the run's artifact root
 PLOT_ARTIFACT = "predicted_vs_actual.png"
 DATASET_NAME = "sklearn-diabetes"
+AZUREML_SCHEME = "azureml:"
+# MLflow speaks to `azureml://` tracking URIs only through Microsoft's plugin, which is kept out
+# of the `azure` extra because it pins an older MLflow.
+AZUREML_PLUGIN_HINT = (
+    "MLflow has no tracking store for the workspace's URI {uri}: install the azureml-mlflow plugin"
+    " (pip install azureml-mlflow; it pins mlflow-skinny<=3.15, so MLflow 3.15 comes with it)"
+)
 NOISY_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3", "azure", "azureml", "skops")
 
 
@@ -166,10 +173,15 @@ def train(options: TrainOptions) -> TrainResult:
         from diabetes_trainer import registry
 
     with quiet(options.verbose):
-        with step(f"opening the tracking store {shown_uri}"):
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_registry_uri(uri)
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            with step(f"opening the tracking store {shown_uri}"):
+                mlflow.set_tracking_uri(uri)
+                mlflow.set_registry_uri(uri)
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        except TrainerError as exc:
+            if uri.startswith(AZUREML_SCHEME):
+                raise TrainerError(AZUREML_PLUGIN_HINT.format(uri=shown_uri)) from exc
+            raise
         result = TrainResult(options.experiment, model_name, shown_uri, task=task.name)
         result.selection_metric = task.selection_metric
 
