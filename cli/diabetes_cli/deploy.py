@@ -127,10 +127,10 @@ def run_local(args: argparse.Namespace) -> int:
             raise CommandError(f"--port {args.port}: must be 1-65535")
         image = args.image or f"{spec.name}:local"
         model_uri = args.model_uri or spec.model_uri
-        print(f"building {image} with {model_uri} ...", file=sys.stderr)
         with docker.build_context(
             Path(args.spec), model_uri, tracking_uri=args.tracking_uri, wheels=not args.no_wheels
         ) as ctx:
+            print(f"building {image} with {model_uri} ...", file=sys.stderr)
             docker.build_image(ctx, image, base_image=args.base_image)
         # A previous run of the same service is replaced, as `az ml model deploy --overwrite` does.
         docker.remove(spec.name, spec.probes.termination_grace_period_seconds)
