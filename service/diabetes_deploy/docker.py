@@ -194,10 +194,11 @@ def build_context(
                 (ctx / name).mkdir()
         (ctx / "docker").mkdir()
         shutil.copy2(root / "docker" / "Dockerfile", ctx / "docker" / "Dockerfile")
+        # The model first: a wrong URI fails fast, before any download.
+        model = resolve_model(model_uri, ctx / "model", tracking_uri)
+        shutil.copy2(spec_path, ctx / "deployment.yaml")
         count = download_wheels(root, ctx / "docker" / "wheels") if wheels else 0
         (ctx / "docker" / "wheels").mkdir(exist_ok=True)
-        shutil.copy2(spec_path, ctx / "deployment.yaml")
-        model = resolve_model(model_uri, ctx / "model", tracking_uri)
         name, version = registered_identity(model)
         yield BuildContext(ctx, model.relative_to(ctx).as_posix(), "deployment.yaml", count, name, version)
 
