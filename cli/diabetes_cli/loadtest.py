@@ -44,8 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output-dir",
         type=Path,
-        default=Path("loadtest-report"),
-        help="where the CSV files, report.html and logs go (default ./loadtest-report)",
+        help="where the CSV files, report.html and logs go (default loadtests/reports)",
     )
     parser.add_argument("--slo", type=Path, help="SLO file (default loadtests/slo.yaml)")
     parser.add_argument("--locustfile", type=Path, help="locustfile to run (default loadtests/locustfile.py)")
@@ -62,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the predict_proba users: auto (if the model has predict_proba), on, off (default auto)",
     )
     parser.add_argument("--batch-sizes", help="rows per request, comma-separated (default 1,10,100)")
+    parser.add_argument(
+        "--wait", help="seconds each user waits between requests, MIN,MAX (default 0.05,0.25; 0 for no pause)"
+    )
     parser.add_argument(
         "--invalid-share", type=float, help="share of invalid requests that must get a 4xx (default 0.05)"
     )
@@ -121,6 +123,8 @@ def _locust_env(args: argparse.Namespace) -> dict[str, str]:
         env["DIABETES_API_KEY"] = key
     if args.batch_sizes is not None:
         env["DIABETES_LOADTEST_BATCH_SIZES"] = args.batch_sizes
+    if args.wait is not None:
+        env["DIABETES_LOADTEST_WAIT"] = args.wait
     if args.invalid_share is not None:
         env["DIABETES_LOADTEST_INVALID_SHARE"] = str(args.invalid_share)
     return env
@@ -128,7 +132,14 @@ def _locust_env(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the load, print the summary and one line per SLO; 1 when an SLO is missed."""
-    from diabetes_loadtest.launch import DEFAULT_SLO_FILE, LOCUSTFILE, SATURATION_LOCUSTFILE, LaunchError, LocustRun
+    from diabetes_loadtest.launch import (
+        DEFAULT_REPORT_DIR,
+        DEFAULT_SLO_FILE,
+        LOCUSTFILE,
+        SATURATION_LOCUSTFILE,
+        LaunchError,
+        LocustRun,
+    )
     from diabetes_loadtest.slo import SloError, evaluate, load_slos
 
     slo_file = args.slo or DEFAULT_SLO_FILE
@@ -142,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.host.startswith(("http://", "https://")):
         raise CommandError(f"--host must be an http:// or https:// URL, got {args.host!r}")
 
-    output_dir: Path = args.output_dir
+    output_dir: Path = args.output_dir or DEFAULT_REPORT_DIR
     env = _locust_env(args)
     files = [locustfile]
     max_seconds = 0

@@ -23,6 +23,7 @@ LOADTESTS_DIR = Path(diabetes_loadtest.__file__).resolve().parent.parent
 LOCUSTFILE = LOADTESTS_DIR / "locustfile.py"
 SATURATION_LOCUSTFILE = LOADTESTS_DIR / "saturation.py"
 DEFAULT_SLO_FILE = LOADTESTS_DIR / "slo.yaml"
+DEFAULT_REPORT_DIR = LOADTESTS_DIR / "reports"  # git-ignored
 CSV_PREFIX = "locust"
 HTML_REPORT = "report.html"
 # Beyond the run time: start-up (imports, the predict_proba probe), workers joining, shutdown.

@@ -123,3 +123,15 @@ def test_slos_are_judged_on_the_aggregated_row(tmp_path):
     assert verdicts["failure_ratio"].measured == 0.015
     assert verdicts["failure_ratio"].line() == "SLO failure_ratio: target <= 0.01, measured 0.015: FAIL"
     assert verdicts["min_rps"].passed
+
+
+def test_the_key_falls_back_to_the_primary_of_the_services_own_keys(monkeypatch):
+    # A Locust pod takes the service's Secret ("primary,secondary") and sends the primary.
+    monkeypatch.delenv("DIABETES_API_KEY", raising=False)
+    monkeypatch.setenv("DIABETES_API_KEYS", " primary-key ,secondary-key")
+    assert Settings.from_env().api_key == "primary-key"
+    monkeypatch.setenv("DIABETES_API_KEY", "own-key")
+    assert Settings.from_env().api_key == "own-key"
+    monkeypatch.delenv("DIABETES_API_KEY")
+    monkeypatch.setenv("DIABETES_API_KEYS", "")
+    assert Settings.from_env().api_key is None
