@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         LaunchError,
         LocustRun,
     )
+    from diabetes_loadtest.settings import Settings, SettingsError
     from diabetes_loadtest.slo import SloError, evaluate, load_slos
 
     slo_file = args.slo or DEFAULT_SLO_FILE
@@ -155,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
 
     output_dir: Path = args.output_dir or DEFAULT_REPORT_DIR
     env = _locust_env(args)
+    try:
+        Settings.from_env({**os.environ, **env})
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
     files = [locustfile]
     max_seconds = 0
     saturation_json = output_dir / "saturation.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,8 @@ class SettingsError(ValueError):
     """An environment variable holds a value the load test cannot use."""
 
 
-def _floats(name: str, default: str) -> tuple[float, ...]:
-    raw = os.environ.get(name, default)
+def _floats(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:
+    raw = env.get(name, default)
     try:
         values = tuple(float(part) for part in raw.split(",") if part.strip())
     except ValueError:
@@ -24,8 +25,8 @@ def _floats(name: str, default: str) -> tuple[float, ...]:
     return values
 
 
-def _int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name, str(default))
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, str(default))
     try:
         value = int(raw)
     except ValueError:
@@ -35,15 +36,15 @@ def _int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
-def _api_key() -> str | None:
+def _api_key(env: Mapping[str, str]) -> str | None:
     """`DIABETES_API_KEY`, else the primary of the service's own `DIABETES_API_KEYS`.
 
     The fallback lets a Locust pod take its key from the service's Kubernetes Secret, which holds
     "primary,secondary".
     """
-    key = os.environ.get("DIABETES_API_KEY", "").strip()
+    key = env.get("DIABETES_API_KEY", "").strip()
     if not key:
-        key = os.environ.get("DIABETES_API_KEYS", "").split(",")[0].strip()
+        key = env.get("DIABETES_API_KEYS", "").split(",")[0].strip()
     return key or None
 
 
@@ -63,34 +64,39 @@ class Settings:
     worker_report: Path | None
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read `DIABETES_API_KEY` and the `DIABETES_LOADTEST_*` variables (see the README)."""
-        sizes = _floats("DIABETES_LOADTEST_BATCH_SIZES", "1,10,100")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read `DIABETES_API_KEY` and the `DIABETES_LOADTEST_*` variables (see the README).
+
+        `env` defaults to the process environment; `diabetes loadtest` passes the one it will give
+        Locust, to refuse a bad value before starting anything.
+        """
+        env = os.environ if env is None else env
+        sizes = _floats(env, "DIABETES_LOADTEST_BATCH_SIZES", "1,10,100")
         if any(size < 1 or size != int(size) for size in sizes):
             raise SettingsError("DIABETES_LOADTEST_BATCH_SIZES: row counts must be whole numbers >= 1")
-        share = _floats("DIABETES_LOADTEST_INVALID_SHARE", "0.05")[0]
+        share = _floats(env, "DIABETES_LOADTEST_INVALID_SHARE", "0.05")[0]
         if not 0 <= share < 1:
             raise SettingsError("DIABETES_LOADTEST_INVALID_SHARE must be in [0, 1)")
-        wait = _floats("DIABETES_LOADTEST_WAIT", "0.05,0.25")
+        wait = _floats(env, "DIABETES_LOADTEST_WAIT", "0.05,0.25")
         low, high = (wait[0], wait[0]) if len(wait) == 1 else (wait[0], wait[1])
         if not 0 <= low <= high:
             raise SettingsError("DIABETES_LOADTEST_WAIT: expected MIN,MAX seconds with 0 <= MIN <= MAX")
-        proba = os.environ.get("DIABETES_LOADTEST_PROBA", "auto").strip().lower()
+        proba = env.get("DIABETES_LOADTEST_PROBA", "auto").strip().lower()
         if proba not in PROBA_MODES:
             raise SettingsError(f"DIABETES_LOADTEST_PROBA={proba!r}: expected one of {', '.join(PROBA_MODES)}")
-        seed = os.environ.get("DIABETES_LOADTEST_SEED")
-        data = os.environ.get("DIABETES_LOADTEST_DATA")
-        report = os.environ.get("DIABETES_LOADTEST_WORKER_REPORT")
+        seed = env.get("DIABETES_LOADTEST_SEED")
+        data = env.get("DIABETES_LOADTEST_DATA")
+        report = env.get("DIABETES_LOADTEST_WORKER_REPORT")
         return cls(
-            api_key=_api_key(),
+            api_key=_api_key(env),
             batch_sizes=tuple(int(size) for size in sizes),
             invalid_share=share,
-            predict_weight=_int("DIABETES_LOADTEST_PREDICT_WEIGHT", 3),
+            predict_weight=_int(env, "DIABETES_LOADTEST_PREDICT_WEIGHT", 3),
             proba=proba,
-            proba_weight=_int("DIABETES_LOADTEST_PROBA_WEIGHT", 1),
+            proba_weight=_int(env, "DIABETES_LOADTEST_PROBA_WEIGHT", 1),
             wait_seconds=(low, high),
             data_path=Path(data) if data else None,
-            seed=_int("DIABETES_LOADTEST_SEED", 0) if seed else None,
+            seed=_int(env, "DIABETES_LOADTEST_SEED", 0) if seed else None,
             worker_report=Path(report) if report else None,
         )
 

@@ -63,6 +63,22 @@ def test_a_bad_slo_file_is_one_line_and_no_run(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--batch-sizes", "1,ten"), "DIABETES_LOADTEST_BATCH_SIZES='1,ten': expected comma-separated numbers"),
+        (("--run-time", "soon"), "--run-time: 'soon' is not a duration such as 30s, 2m or 1h30m"),
+        (("--host", "127.0.0.1:8080"), "--host must be an http:// or https:// URL"),
+    ],
+)
+def test_a_bad_option_is_one_line_before_anything_starts(tmp_path, args, message):
+    result = diabetes_loadtest(*args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_master_and_two_workers_share_the_load(regressor_service, tmp_path):
     out = tmp_path / "report"
     slos = slo_file(tmp_path / "slo.yaml", failure_ratio=0)
