@@ -62,6 +62,8 @@ stop() {
   local ids
   ids="$(docker ps -q 2>/dev/null || true)"
   [ -z "$ids" ] || docker stop --time 20 $ids >/dev/null 2>&1 || true
+  # Untagged leftovers of earlier builds would grow the data root run after run; tagged images stay.
+  docker image prune --force >/dev/null 2>&1 || true
   kill -TERM "$pid"
   local deadline=$((SECONDS + 60))
   while kill -0 "$pid" 2>/dev/null; do
