@@ -87,7 +87,7 @@ def deployed(engine: dict[str, str], embedded_store, tmp_path_factory: pytest.Te
         env=env,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=560,  # under pytest-timeout's 600 s, so a slow build fails with its reason
         check=False,
     )
     took = time.monotonic() - started
@@ -194,3 +194,36 @@ def test_down_removes_the_container(deployed: Deployed) -> None:
     )
     assert again.returncode == 0
     assert "no container" in again.stdout
+
+
+def test_a_model_mounted_at_run_time(deployed: Deployed, example_model_pkl: Path, example_data, tmp_path: Path) -> None:
+    # The same image serves a model mounted over /opt/model (the classic example's bare model.pkl).
+    mounted = tmp_path / "model"
+    mounted.mkdir()
+    (mounted / "model.pkl").write_bytes(example_model_pkl.read_bytes())
+    mounted.chmod(0o755)  # the container's non-root user reads it
+    (mounted / "model.pkl").chmod(0o644)
+    port = free_port()
+    name = f"{NAME}-mounted"
+    run = docker(
+        "run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8080",
+        "--volume", f"{mounted}:/opt/model:ro", "--read-only", "--tmpfs", "/tmp",
+        "--env", f"DIABETES_API_KEYS={KEYS}", deployed.image,
+    )  # fmt: skip
+    try:
+        assert run.returncode == 0, run.stderr
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        headers = {"Authorization": f"Bearer {KEYS.split(',')[0]}"}
+        answer = requests.post(f"{url}/score", json={"data": example_data.x_test[:2]}, headers=headers, timeout=30)
+        assert answer.status_code == 200, docker("logs", name).stderr[-500:]
+        assert answer.json() == pytest.approx([235.112, 246.799], abs=1e-3)
+    finally:
+        docker("rm", "--force", name)
