@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -171,3 +172,14 @@ def test_bad_spec_writes_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"diabetes deploy: {spec}: name: {NAME_RULE}"
     assert not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_kustomize_builds_it(tmp_path: Path) -> None:
+    assert deploy_kubernetes(tmp_path, keys="a,b").returncode == 0
+    proc = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(proc.stdout))
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service"]
