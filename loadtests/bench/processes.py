@@ -49,36 +49,60 @@ class ServerProcess:
         self.log = log
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
         self.ready_seconds: float | None = None
+        self.scoring_seconds: float | None = None  # set by whoever checks that every worker scores
 
     def start(self, timeout: float) -> ServerProcess:
         """Start the command and wait until it is ready; raise (after stopping it) if it is not."""
         with open(self.log, "ab") as out:
-            started = time.monotonic()
+            started = self.started_at = time.monotonic()
             self.proc = subprocess.Popen(
                 self.cmd, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before ready (log: {self.log})")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before ready: {self.log_tail()}")
             if _status(self.port, self.ready_path) == 200:
                 self.ready_seconds = time.monotonic() - started
                 return self
             time.sleep(POLL_SECONDS)
         self.stop()
-        raise TimeoutError(f"{self.name} was not ready within {timeout:g}s (log: {self.log})")
+        raise TimeoutError(f"{self.name} was not ready within {timeout:g}s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        """The last line of the server's output (the log lives in a temporary folder removed at the end)."""
+        try:
+            lines = [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return "no output"
+        return lines[-1][:300] if lines else "no output"
+
+    def _tree(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def tree_rss_mib(self) -> float:
         """Resident memory of the process and all its descendants, summed, in MiB."""
-        assert self.proc is not None
         total = 0
-        with contextlib.suppress(psutil.NoSuchProcess):
-            root = psutil.Process(self.proc.pid)
-            for proc in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    total += proc.memory_info().rss
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_info().rss
         return total / 2**20
+
+    def tree_cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the process and its live descendants."""
+        total = 0.0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
 
     def stop(self) -> None:
         """SIGTERM the whole process group; SIGKILL it if it lingers."""

@@ -16,13 +16,12 @@ from pathlib import Path
 
 from loadtests.bench import report, servers
 from loadtests.bench.data import example_test_rows, take_rows
+from loadtests.bench.probe import ProbeError, check_scored, post, wait_until_scoring
 from loadtests.bench.processes import ServerProcess, free_port
-from loadtests.bench.results import Cell, Results
+from loadtests.bench.results import Cell, Results, Startup
 from loadtests.bench.store import download_model_folder, train
 from loadtests.bench.targets import checks
 from loadtests.bench.wrk import WrkError, run_wrk, wrk_binary
-
-PROBE_TIMEOUT_SECONDS = 30
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -70,24 +69,10 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _probe(proc: ServerProcess, server: servers.Server, body: bytes, rows: int) -> None:
-    """One real request before the load: the server must score this body (not answer 4xx to all of wrk)."""
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=PROBE_TIMEOUT_SECONDS)
-    try:
-        conn.request("POST", server.score_path, body=body, headers={"Content-Type": "application/json"})
-        answer = conn.getresponse()
-        payload = answer.read()
-    finally:
-        conn.close()
-    if answer.status != 200:
-        raise RuntimeError(f"{server.label} answered {answer.status} to a {rows}-row body: {payload[:200]!r}")
-    if server.predicts:
-        doc = json.loads(payload)
-        predictions = doc["predictions"] if isinstance(doc, dict) else doc
-        if len(predictions) != rows:
-            raise RuntimeError(f"{server.label} answered {len(predictions)} predictions to {rows} rows")
+def _startup(proc: ServerProcess) -> Startup:
+    assert proc.ready_seconds is not None
+    assert proc.scoring_seconds is not None
+    return Startup(proc.ready_seconds, proc.scoring_seconds)
 
 
 class Bench:
@@ -97,7 +82,7 @@ class Bench:
         self.running: list[ServerProcess] = []
         self.results = Results([])
 
-    def launch(self, server: servers.Server) -> ServerProcess:
+    def launch(self, server: servers.Server, test_rows: list[list[float]]) -> ServerProcess:
         port = free_port()
         proc = ServerProcess(
             server.label,
@@ -111,7 +96,21 @@ class Bench:
         self.running.append(proc)
         progress(f"starting {server.label}")
         proc.start(self.args.ready_timeout)
-        progress(f"{server.label} ready in {proc.ready_seconds:.2f} s")
+        one_row = take_rows(test_rows, 1)
+        wait_until_scoring(
+            server.label,
+            port,
+            server.score_path,
+            server.body(one_row),
+            1 if server.predicts else None,
+            consecutive=4 * self.args.workers,
+            timeout=self.args.ready_timeout,
+        )
+        proc.scoring_seconds = time.monotonic() - proc.started_at
+        progress(
+            f"{server.label} ready in {proc.ready_seconds:.2f} s, "
+            f"every worker scoring after {proc.scoring_seconds:.2f} s"
+        )
         return proc
 
     def stop(self, proc: ServerProcess) -> None:
@@ -122,35 +121,36 @@ class Bench:
         for proc in list(self.running):
             self.stop(proc)
 
-    def measure(self, server: servers.Server, test_rows: list[list[float]]) -> None:
-        proc = self.launch(server)
+    def measure(self, server: servers.Server, test_rows: list[list[float]]) -> Startup:
+        proc = self.launch(server, test_rows)
         assert proc.ready_seconds is not None
         url = f"http://127.0.0.1:{proc.port}{server.score_path}"
         for rows in self.args.rows:
             body = server.body(take_rows(test_rows, rows))
             body_file = self.workdir / f"{server.key}-{rows}.json"
             body_file.write_bytes(body)
-            _probe(proc, server, body, rows)
+            check_scored(server.label, *post(proc.port, server.score_path, body), rows if server.predicts else None)
             for connections in self.args.connections:
                 options = {"connections": connections, "threads": self.args.threads, "timeout": 10.0}
                 if self.args.warmup:
                     run_wrk(url, body_file, seconds=self.args.warmup, **options)
+                cpu_before = proc.tree_cpu_seconds()
                 result = run_wrk(url, body_file, seconds=self.args.duration, **options)
-                cell = Cell(
-                    server.key, server.label, rows, connections, result, proc.tree_rss_mib(), proc.ready_seconds
-                )
+                cpu_us = (proc.tree_cpu_seconds() - cpu_before) * 1e6 / max(1, result.requests)
+                rss = proc.tree_rss_mib()
+                cell = Cell(server.key, server.label, rows, connections, result, rss, proc.ready_seconds, cpu_us)
                 self.results.cells.append(cell)
                 progress(
                     f"{server.label}: {rows} rows x {connections} conns: {result.req_per_s:,.0f} req/s, "
-                    f"p50 {result.p50_ms:.3f} ms, {result.errors} errors"
+                    f"p50 {result.p50_ms:.3f} ms, {result.errors} errors, {cpu_us:.0f} µs server CPU/req"
                 )
         self.stop(proc)
+        return _startup(proc)
 
-    def ready_only(self, server: servers.Server) -> float:
-        proc = self.launch(server)
+    def startup_only(self, server: servers.Server, test_rows: list[list[float]]) -> Startup:
+        proc = self.launch(server, test_rows)
         self.stop(proc)
-        assert proc.ready_seconds is not None
-        return proc.ready_seconds
+        return _startup(proc)
 
     def run(self) -> Results:
         args, workdir = self.args, self.workdir
@@ -160,13 +160,13 @@ class Bench:
         test_rows = example_test_rows()
         cache = workdir / "model-cache"
         # Start-up first, while nothing else of ours runs: a local folder, then models:/ (which downloads).
-        self.results.ready_local_folder = self.ready_only(servers.ours(store, str(folder), args.workers, cache))
+        local = servers.ours(store, str(folder), args.workers, cache)
+        self.results.local_folder = self.startup_only(local, test_rows)
         ours = servers.ours(store, store.model_uri, args.workers, cache)
-        self.measure(ours, test_rows)
-        self.results.ready_registry = self.results.cells[-1].ready_seconds
+        self.results.registry = self.measure(ours, test_rows)
         if args.also_no_access_log:
-            self.measure(servers.ours(store, store.model_uri, args.workers, cache, access_log=False), test_rows)
-            self.results.ready_registry_cached = self.results.cells[-1].ready_seconds
+            quiet = servers.ours(store, store.model_uri, args.workers, cache, access_log=False)
+            self.results.registry_cached = self.measure(quiet, test_rows)
         self.measure(servers.constant(args.workers), test_rows)
         if not args.skip_mlflow:
             self.measure(servers.mlflow_serve(store, args.workers), test_rows)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             progress("interrupted: stopping the servers")
             return 130
-        except (RuntimeError, TimeoutError, WrkError) as exc:
+        except (RuntimeError, TimeoutError, OSError, ProbeError, WrkError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
@@ -211,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print()
     print(report.checks_table(found))
+    cpu = report.cpu_lines(results, connections=max(args.connections))
+    if cpu:
+        print()
+        print("\n".join(cpu))
     progress(f"done in {time.monotonic() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(_as_json(results, found), indent=2))
@@ -231,11 +235,17 @@ def _as_json(results: Results, found: list) -> dict:
                 "errors": c.wrk.errors,
                 "rss_mib": c.rss_mib,
                 "ready_seconds": c.ready_seconds,
+                "cpu_us_per_request": c.cpu_us_per_request,
             }
             for c in results.cells
         ],
-        "ready_local_folder": results.ready_local_folder,
-        "ready_registry": results.ready_registry,
-        "ready_registry_cached": results.ready_registry_cached,
+        "startup": {
+            name: None if value is None else {"ready": value.ready, "scoring": value.scoring}
+            for name, value in (
+                ("local_folder", results.local_folder),
+                ("registry", results.registry),
+                ("registry_cached", results.registry_cached),
+            )
+        },
         "targets": [{"name": c.name, "measured": c.measured, "passed": c.passed} for c in found],
     }

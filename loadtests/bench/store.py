@@ -32,7 +32,10 @@ class Store:
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without the caller's DIABETES_* / MLFLOW_* settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_ENV_PREFIXES)}
-    return {**env, "MLFLOW_DISABLE_TELEMETRY": "true", **extra}
+    # `mlflow models serve` runs `uvicorn` through a shell: the virtualenv's scripts must be on PATH
+    # even when the benchmark is started as .venv/bin/python without activating it.
+    path = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    return {**env, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true", **extra}
 
 
 def train(home: Path) -> Store:

@@ -70,9 +70,10 @@ def checks(results: Results, *, connections: tuple[int, ...], workers: int) -> l
             rss <= 350 if rss is not None else None,
         )
     )
-    for name, value, limit in (
-        ("ready ≤ 2 s from a local model folder", results.ready_local_folder, 2.0),
-        ("ready ≤ 6 s from models:/ on the embedded store", results.ready_registry, 6.0),
+    for name, startup, limit in (
+        ("ready ≤ 2 s from a local model folder", results.local_folder, 2.0),
+        ("ready ≤ 6 s from models:/ on the embedded store", results.registry, 6.0),
     ):
+        value = startup.ready if startup else None
         out.append(Check(name, f"{value:.2f} s" if value is not None else "n/a", value <= limit if value else None))
     return out

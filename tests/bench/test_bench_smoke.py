@@ -1,0 +1,71 @@
+"""The benchmark runs end to end and prints its table; its targets are for people, not for tests."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import REPO
+
+pytestmark = pytest.mark.slow
+
+NUMBER = re.compile(r"^[\d,]+(\.\d+)?$")
+
+
+def _table_rows(stdout: str) -> list[list[str]]:
+    rows = [line for line in stdout.splitlines() if line.startswith("| ") and not line.startswith("|--")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in rows]
+
+
+def test_short_run_prints_the_table_and_ours_answers_without_errors(tmp_path: Path) -> None:
+    out_json = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtests.bench",
+            "--duration=1",
+            "--warmup=0",
+            "--connections=1,2",
+            "--skip-mlflow",
+            f"--json={out_json}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    header, *cells = _table_rows(done.stdout)
+    assert header[:5] == ["server", "rows/req", "conns", "req/s", "rows/s"]
+    by_server: dict[str, list[list[str]]] = {}
+    for cell in cells:
+        assert len(cell) == len(header)
+        assert all(NUMBER.match(value) for value in cell[1:]), cell
+        by_server.setdefault(cell[0], []).append(cell)
+    # Both fast servers, every body size and connection count; mlflow left out as asked.
+    assert sorted(by_server) == ["constant-reply ASGI app", "diabetes serve"]
+    for rows in by_server.values():
+        assert {(row[1], row[2]) for row in rows} == {("1", "1"), ("1", "2"), ("100", "1"), ("100", "2")}
+    errors = header.index("errors")
+    for row in by_server["diabetes serve"]:
+        assert float(row[3].replace(",", "")) > 0, row
+        assert row[errors] == "0", row
+
+    # The targets are printed with a verdict; the one needing mlflow says it was not measured.
+    assert re.search(r"1-row req/s ≥ 30× mlflow models serve .* n/a\s+n/a", done.stdout)
+    assert re.search(r"process tree RSS ≤ 350 MiB .* \d+ MiB\s+(PASS|FAIL)", done.stdout)
+    assert re.search(r"ready ≤ 2 s from a local model folder\s+[\d.]+ s\s+(PASS|FAIL)", done.stdout)
+
+    measured = json.loads(out_json.read_text())
+    ours = [cell for cell in measured["cells"] if cell["server"] == "ours"]
+    assert ours
+    assert all(cell["errors"] == 0 and cell["req_per_s"] > 0 for cell in ours)
+    assert measured["startup"]["local_folder"]["ready"] > 0
