@@ -12,8 +12,12 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diabetes_cli.errors import CommandError
+
+if TYPE_CHECKING:
+    from diabetes_loadtest.launch import LocustRun
 
 DEFAULT_HOST = "http://127.0.0.1:8080"
 PROBA_CHOICES = {"auto": "auto", "on": "1", "off": "0"}
@@ -216,11 +220,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(locust: object) -> None:
-    from diabetes_loadtest.launch import LocustRun
+def _print_summary(locust: LocustRun) -> None:
     from diabetes_loadtest.slo import aggregated_row
 
-    assert isinstance(locust, LocustRun)
     row = aggregated_row(locust.stats_csv)
     print(
         f"locust: {row['Request Count']} requests, {row['Failure Count']} failures, "

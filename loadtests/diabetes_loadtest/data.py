@@ -49,7 +49,7 @@ def load_rows(path: Path | None = None) -> list[list[float]]:
 class Body:
     """One serialised request body and the number of rows it carries."""
 
-    payload: bytes
+    payload: str
     rows: int
 
 
@@ -63,7 +63,7 @@ def build_bodies(
     pools: dict[int, list[Body]] = {}
     for size in sizes:
         pools[size] = [
-            Body(json.dumps({"data": rng.choices(rows, k=size), "method": method}).encode(), size)
+            Body(json.dumps({"data": rng.choices(rows, k=size), "method": method}), size)
             for _ in range(BODIES_PER_SIZE)
         ]
     return pools

@@ -15,13 +15,13 @@ class InvalidRequest:
     """A request the service must refuse; `status` is the exact code the contract names, if any."""
 
     name: str
-    payload: bytes
+    payload: str
     headers: dict[str, str]
     status: int | None = None
 
 
-def _body(data: object, method: str = "predict") -> bytes:
-    return json.dumps({"data": data, "method": method}).encode()
+def _body(data: object, method: str = "predict") -> str:
+    return json.dumps({"data": data, "method": method})
 
 
 def invalid_requests(api_key: str | None) -> list[InvalidRequest]:
@@ -34,10 +34,10 @@ def invalid_requests(api_key: str | None) -> list[InvalidRequest]:
         InvalidRequest("null value", _body([[None, *_ROW[1:]]]), ok),
         InvalidRequest("boolean value", _body([[True, *_ROW[1:]]]), ok),
         InvalidRequest("nested list", _body([[[0.01], *_ROW[1:]]]), ok),
-        InvalidRequest("NaN value", b'{"data": [[NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0]], "method": "predict"}', ok),
+        InvalidRequest("NaN value", '{"data": [[NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0]], "method": "predict"}', ok),
         InvalidRequest("unknown method", _body([_ROW], method="transform"), ok),
         InvalidRequest("empty data", _body([]), ok),
-        InvalidRequest("malformed JSON", b'{"data": [[0.01, 0.05', ok),
+        InvalidRequest("malformed JSON", '{"data": [[0.01, 0.05', ok),
         InvalidRequest("wrong content type", _body([_ROW]), {**ok, "Content-Type": "text/plain"}, 415),
     ]
     if api_key:

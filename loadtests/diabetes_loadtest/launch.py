@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import diabetes_loadtest
 
@@ -149,7 +150,7 @@ class LocustRun:
             raise LaunchError(f"Locust exited with status {code}: {_last_line(self.output_dir / 'locust.log')}")
 
 
-def _start(cmd: list[str], env: dict[str, str], out: object) -> subprocess.Popen:
+def _start(cmd: list[str], env: dict[str, str], out: BinaryIO) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from locust import LoadTestShape
-from locust.stats import calculate_response_time_percentile
+from locust.stats import StatsEntry, calculate_response_time_percentile
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +108,18 @@ class SaturationShape(LoadTestShape):
     def _users(self) -> int:
         return min(self.max_users, self.step_users * (len(self.steps) + 1))
 
+    @property
+    def _total(self) -> StatsEntry:
+        assert self.runner is not None, "Locust sets the runner before the first tick"
+        return self.runner.stats.total
+
     def _take_snapshot(self) -> None:
-        total = self.runner.stats.total
+        total = self._total
         self._snapshot = (total.num_requests, total.num_failures, dict(total.response_times))
         self._step_started = time.monotonic()
 
     def _close_step(self) -> Step:
-        total = self.runner.stats.total
+        total = self._total
         requests0, failures0, times0 = self._snapshot
         times = {ms: n - times0.get(ms, 0) for ms, n in total.response_times.items()}
         times = {ms: n for ms, n in times.items() if n > 0}

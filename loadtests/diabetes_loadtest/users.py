@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
+from typing import Any
 
-from locust import FastHttpUser, between, tag
+from locust import FastHttpUser, TaskSet, between, tag
 
 from diabetes_loadtest.checks import check_predict, check_predict_proba, check_rejected
 from diabetes_loadtest.data import Body, build_bodies, load_rows
@@ -30,7 +31,7 @@ VALID_WEIGHT, INVALID_WEIGHT = SETTINGS.task_weights
 Check = Callable[[int, str, int], "str | None"]
 
 
-def _post(user: ScoringUser, name: str, payload: bytes, headers: dict[str, str], judge: Callable) -> None:
+def _post(user: ScoringUser, name: str, payload: str, headers: dict[str, str], judge: Callable) -> None:
     with user.client.post(user.score_url, data=payload, headers=headers, name=name, catch_response=True) as answer:
         problem = judge(answer.status_code or 0, answer.text or "")
         if problem:
@@ -65,6 +66,14 @@ def score_invalid(user: ScoringUser) -> None:
     )
 
 
+def _weighted_tasks() -> list[TaskSet | Callable[..., Any]]:
+    """Valid and invalid tasks repeated by their weight in percent, as Locust expands `{task: weight}`."""
+    tasks: list[TaskSet | Callable[..., Any]] = []
+    tasks += [score_valid] * VALID_WEIGHT
+    tasks += [score_invalid] * INVALID_WEIGHT
+    return tasks
+
+
 class ScoringUser(FastHttpUser):
     """Shared behaviour: POST to `<--host>/score` (any path prefix kept) with the bearer key."""
 
@@ -72,11 +81,11 @@ class ScoringUser(FastHttpUser):
     method = "predict"
     check: Check = staticmethod(check_predict)
     wait_time = between(*SETTINGS.wait_seconds)
-    tasks = {score_valid: VALID_WEIGHT, score_invalid: INVALID_WEIGHT} if INVALID_WEIGHT else [score_valid]
+    tasks = _weighted_tasks()
 
     def on_start(self) -> None:
         """Resolve the URL and headers once per user."""
-        self.score_url = score_url(self.host)
+        self.score_url = score_url(self.host or "")
         self.headers = auth_headers(SETTINGS.api_key)
 
 
