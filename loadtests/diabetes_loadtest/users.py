@@ -78,8 +78,8 @@ class ScoringUser(FastHttpUser):
     """Shared behaviour: POST to `<--host>/score` (any path prefix kept) with the bearer key."""
 
     abstract = True
-    method = "predict"
-    check: Check = staticmethod(check_predict)
+    method: str  # set by each concrete class, with its answer check
+    check: Check
     wait_time = between(*SETTINGS.wait_seconds)
     tasks = _weighted_tasks()
 
