@@ -64,9 +64,12 @@ def run_train(home: Path, *args: str, env: dict[str, str] | None = None) -> dict
     base = {"DIABETES_HOME": str(home)}
     import os
 
+    # An in-process test may have called mlflow.set_tracking_uri(), which exports MLFLOW_TRACKING_URI:
+    # never let that send the trainer to another store.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     proc = subprocess.run(
         [DIABETES, "train", "--json", *args],
-        env={**os.environ, **base, **(env or {})},
+        env={**inherited, **base, **(env or {})},
         cwd=home,
         capture_output=True,
         text=True,

@@ -24,9 +24,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(
-    url: str, *, timeout: float = 60.0, status: int = 200, proc: subprocess.Popen | None = None
-) -> None:
+def wait_http(url: str, *, timeout: float = 60.0, status: int = 200, proc: subprocess.Popen | None = None) -> None:
     """Poll `url` until it answers `status`; fail early if `proc` dies meanwhile."""
     deadline = time.monotonic() + timeout
     last: object = None
