@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -70,6 +71,17 @@ class ServerProcess:
             time.sleep(POLL_SECONDS)
         self.stop()
         raise TimeoutError(f"{self.name} was not ready within {timeout:g}s: {self.log_tail()}")
+
+    def wait_for_log_lines(self, pattern: str, count: int, timeout: float) -> None:
+        """Until the server's output holds `count` lines matching `pattern` (e.g. one per warm worker)."""
+        regex = re.compile(pattern, re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        while len(regex.findall(self.log.read_text(errors="replace"))) < count:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: fewer than {count} workers warm after {timeout:g}s")
+            time.sleep(POLL_SECONDS)
 
     def log_tail(self) -> str:
         """The last line of the server's output (the log lives in a temporary folder removed at the end)."""

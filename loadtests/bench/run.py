@@ -96,6 +96,8 @@ class Bench:
         self.running.append(proc)
         progress(f"starting {server.label}")
         proc.start(self.args.ready_timeout)
+        if server.worker_ready_line:
+            proc.wait_for_log_lines(server.worker_ready_line, self.args.workers, self.args.ready_timeout)
         one_row = take_rows(test_rows, 1)
         wait_until_scoring(
             server.label,

@@ -26,6 +26,9 @@ class Server:
     body: Callable[[list[list[float]]], bytes]
     # Whether the answer carries one prediction per row (the constant app's does not).
     predicts: bool = True
+    # A line each worker logs once its model is warm. Its readiness route answers from whichever
+    # worker takes the connection, so one warm worker says 200 while another still answers 503.
+    worker_ready_line: str | None = None
 
 
 def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log: bool = True) -> Server:
@@ -51,6 +54,7 @@ def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log:
         ready_path="/health/ready",
         score_path="/score",
         body=azureml_body,
+        worker_ready_line=r"^model .* ready \(",
     )
 
 
