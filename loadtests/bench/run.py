@@ -7,6 +7,7 @@ or any error), so they never share the machine with each other, only with the lo
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import signal
 import sys
@@ -80,6 +81,7 @@ class Bench:
         self.args = args
         self.workdir = workdir
         self.running: list[ServerProcess] = []
+        self.starts = itertools.count(1)
         self.results = Results([])
 
     def launch(self, server: servers.Server, test_rows: list[list[float]]) -> ServerProcess:
@@ -90,7 +92,8 @@ class Bench:
             port=port,
             ready_path=server.ready_path,
             env=server.env,
-            log=self.workdir / f"{server.key}.log",
+            # One file per start: the worker-warm lines of an earlier start must not count.
+            log=self.workdir / f"{server.key}-{next(self.starts)}.log",
             cwd=servers.REPO,
         )
         self.running.append(proc)
@@ -183,6 +186,8 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Also when started in the background, where the shell leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         wrk_binary()
     except WrkError as exc:
