@@ -41,7 +41,11 @@ def _from_spec(path: str) -> dict[str, Any]:
         raise CommandError(str(exc)) from None
     if spec.auth.enabled and not os.environ.get("DIABETES_API_KEYS"):
         raise CommandError(f"{path}: auth is enabled but DIABETES_API_KEYS holds no key")
-    return {"model_uri": spec.model_uri, "service_name": spec.name}
+    return {
+        "model_uri": spec.model_uri,
+        "service_name": spec.name,
+        "max_concurrent_requests": spec.max_concurrent_requests,
+    }
 
 
 def build_settings(args: argparse.Namespace) -> Any:

@@ -42,6 +42,10 @@ class ScoringApp:
         self.access_log = AccessLog(settings.access_log)
         self.docs = SwaggerPage(settings.service_name)
         self.routes: dict[tuple[str, str], tuple[Handler, bool]] = {}
+        self.in_flight = 0
+        limit = settings.max_concurrent_requests
+        # The limit is per replica: each of the replica's workers takes its share, rounded up.
+        self.concurrency_limit = None if limit is None else -(-limit // max(1, settings.workers or 1))
         self.paths: dict[str, list[str]] = {}
         for method, path, handler, public in [*AzureMLProtocol(self.state).routes(), *self._own_routes()]:
             self.routes[(method, path)] = (handler, public)  # type: ignore[assignment]
@@ -80,8 +84,7 @@ class ScoringApp:
             self._fail(str(exc))
         except Exception as exc:  # the model's own code failed while warming up
             self._fail(f"the model failed its warm-up prediction: {type(exc).__name__}: {exc}")
-        self.state.core = core
-        self.state.warm = True
+        self.state.mark_warm(core)
         self.metrics.model_info.labels(self.state.model_name, self.state.model_version).set(1)
         log.info(
             "model %s version %s ready (%s)",
@@ -128,8 +131,9 @@ class ScoringApp:
             if not public:
                 self.keys.check(headers.get(b"authorization"))
             if request.method == "POST":
-                request.body = await read_body(receive, headers.get(b"content-length"), self.settings.max_body_bytes)
-            response = await handler(request)
+                response = await self._score(request, handler, receive)
+            else:
+                response = await handler(request)
         except HTTPError as exc:
             response = error_response(exc)
         except InvalidInput as exc:
@@ -167,6 +171,17 @@ class ScoringApp:
             latency_ms=round(elapsed * 1000, 3),
             model_version=self.state.model_version,
         )
+
+    async def _score(self, request: Request, handler: Handler, receive: Callable) -> Response:
+        """A scoring call, within the spec's per-replica concurrency share of this worker."""
+        if self.concurrency_limit is not None and self.in_flight >= self.concurrency_limit:
+            raise HTTPError(503, "too many requests in flight; retry shortly", headers=list(NOT_READY_HEADERS))
+        self.in_flight += 1
+        try:
+            request.body = await read_body(receive, request.header(b"content-length"), self.settings.max_body_bytes)
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
 
     def _no_route(self, request: Request) -> HTTPError:
         allowed = self.paths.get(request.path)

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from diabetes_service import board
+from diabetes_service.board import WorkerBoard
 from diabetes_service.cgroup import cpu_limit
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED
 from diabetes_service.resolution import resolve
@@ -33,15 +35,18 @@ class Supervisor:
         self.settings = settings
         self.sock = sock
         self.count = workers
-        self.children: dict[int, float] = {}  # pid -> start time
+        self.children: dict[int, int] = {}  # pid -> slot on the board
+        self.board = WorkerBoard(workers)
         self.stopping = False
         self.exit_status = 0
 
-    def spawn(self) -> None:
+    def spawn(self, slot: int) -> None:
+        self.board.mark(slot, False)
         pid = os.fork()
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            board.current = (self.board, slot)
             from diabetes_service.worker import run_worker
 
             try:
@@ -50,7 +55,7 @@ class Supervisor:
             except BaseException:
                 logging.getLogger("diabetes_service").exception("worker crashed")
                 os._exit(1)
-        self.children[pid] = time.monotonic()
+        self.children[pid] = slot
 
     def stop(self, signum: int, frame: object) -> None:
         if not self.stopping:
@@ -63,8 +68,8 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        for _ in range(self.count):
-            self.spawn()
+        for slot in range(self.count):
+            self.spawn(slot)
         while self.children:
             try:
                 pid, status = os.wait()
@@ -72,7 +77,7 @@ class Supervisor:
                 break
             except InterruptedError:
                 continue
-            self.children.pop(pid, None)
+            slot = self.children.pop(pid, None)
             self._mark_dead(pid)
             code = os.waitstatus_to_exitcode(status)
             if code == EXIT_MODEL_LOAD_FAILED:
@@ -81,7 +86,8 @@ class Supervisor:
             elif not self.stopping:
                 log.warning("worker %d exited with %d; starting a new one", pid, code)
                 time.sleep(RESTART_BACKOFF_SECONDS)
-                self.spawn()
+                if slot is not None:
+                    self.spawn(slot)
         return self.exit_status
 
     def _mark_dead(self, pid: int) -> None:
@@ -112,6 +118,7 @@ def serve(settings: ServiceSettings) -> int:
             "DIABETES_MODEL_PATH": resolved.path,
             "DIABETES_MODEL_NAME": settings.model_name or resolved.name,
             "DIABETES_MODEL_VERSION": settings.model_version or resolved.version,
+            "DIABETES_WORKERS": str(workers),
         }
     )
     metrics_dir = tempfile.mkdtemp(prefix="diabetes-metrics-")

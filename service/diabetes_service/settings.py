@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_URI = "models:/diabetes_model@champion"
+PLACEHOLDER_KEY_PREFIX = "REPLACE-ME"
 
 
 class ServiceSettings(BaseSettings):
@@ -37,6 +38,9 @@ class ServiceSettings(BaseSettings):
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_rows: int = Field(default=10_000, ge=1)
+    max_concurrent_requests: int | None = Field(
+        default=None, ge=1, description="per replica; more at once are answered 503 (retryable)"
+    )
     access_log: bool = True
     graceful_timeout_seconds: float = Field(default=30.0, ge=0)
 
@@ -44,7 +48,12 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(key.strip() for key in value.split(",") if key.strip())
+            value = tuple(key.strip() for key in value.split(",") if key.strip())
+        for key in value if isinstance(value, tuple) else ():
+            secret = key.get_secret_value() if isinstance(key, SecretStr) else str(key)
+            # The generated Kubernetes Secret's placeholders must never become working keys.
+            if secret.startswith(PLACEHOLDER_KEY_PREFIX):
+                raise ValueError("holds a placeholder key (REPLACE-ME...): set real keys")
         return value
 
     @property

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
+from diabetes_service import board
 from diabetes_service.core import ScoringCore
 from diabetes_service.http import HTTPError
 from diabetes_service.settings import ServiceSettings
 
 NOT_READY_HEADERS = [(b"retry-after", b"1")]
+# A scoring call that reaches a worker still loading waits this long before a retryable 503.
+LOADING_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -28,11 +33,28 @@ class ServiceState:
     def auth_enabled(self) -> bool:
         return self.settings.auth_enabled
 
+    def mark_warm(self, core: ScoringCore) -> None:
+        self.core = core
+        self.warm = True
+        if board.current is not None:
+            workers, slot = board.current
+            workers.mark(slot, True)
+
     @property
     def ready(self) -> bool:
-        return self.warm and not self.draining
+        """Ready for traffic: this worker and, under the supervisor, every other one is warm."""
+        if not self.warm or self.draining:
+            return False
+        return board.current is None or board.current[0].all_warm()
 
     def require_core(self) -> ScoringCore:
         if self.core is None or not self.warm:
             raise HTTPError(503, "the model is still loading; retry shortly", headers=NOT_READY_HEADERS)
         return self.core
+
+    async def core_when_warm(self) -> ScoringCore:
+        """The core, waiting a little for it when the worker is still loading (start-up, restart)."""
+        deadline = time.monotonic() + LOADING_WAIT_SECONDS
+        while not self.warm and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.require_core()

@@ -20,7 +20,7 @@ class SlowToLoadRidge(Ridge):
 class SlowToPredictRidge(Ridge):
     """Every prediction takes PREDICT_SECONDS, so that requests are in flight when SIGTERM comes."""
 
-    PREDICT_SECONDS = 0.3
+    PREDICT_SECONDS = 1.0
 
     def predict(self, X):
         time.sleep(self.PREDICT_SECONDS)

@@ -24,9 +24,10 @@ def test_readiness_is_503_until_the_model_is_loaded_and_warm(service, slow_model
     ready = requests.get(svc.url + "/health/ready", timeout=5)
     assert ready.status_code == 503
     assert ready.headers["retry-after"] == "1"
-    early = requests.post(svc.url + "/score", json={"data": example_data.x_test[:1]}, timeout=5)
-    assert early.status_code == 503
-    assert "loading" in early.json()["message"]
+    # A scoring call that arrives while the model loads waits for it rather than failing.
+    early = requests.post(svc.url + "/score", json={"data": example_data.x_test[:2]}, timeout=30)
+    assert early.status_code == 200
+    assert [round(v, 3) for v in early.json()] == [235.112, 246.799]
     wait_http(svc.url + "/health/ready", timeout=30, proc=svc.proc)
     answer = requests.post(svc.url + "/score", json={"data": example_data.x_test[:2]}, timeout=5)
     assert [round(v, 3) for v in answer.json()] == [235.112, 246.799]
@@ -43,7 +44,7 @@ def test_sigterm_with_requests_in_flight_loses_none(service, slow_models, repo_o
     threads = [threading.Thread(target=call) for _ in range(6)]
     for thread in threads:
         thread.start()
-    time.sleep(0.15)  # every request sent, most still inside their 0.3 s prediction
+    time.sleep(0.5)  # every request sent and accepted, all still inside their 1 s prediction
     os.killpg(svc.proc.pid, signal.SIGTERM)
     for thread in threads:
         thread.join(timeout=30)
@@ -141,3 +142,22 @@ def test_a_port_in_use_is_one_line(example_model_pkl, service):
         )
         assert done.returncode != 0
         assert done.stderr.strip().startswith(f"diabetes serve: cannot listen on 127.0.0.1:{svc.port}")
+
+
+def test_requests_over_the_concurrency_limit_get_a_retryable_503(service, slow_models, repo_on_path, example_data):
+    env = {**repo_on_path, "DIABETES_MAX_CONCURRENT_REQUESTS": "1"}
+    svc = service(str(slow_models["predict"]), env=env, workers=1).start()
+    statuses: list[int] = []
+
+    def call() -> None:
+        body = {"data": example_data.x_test[:1]}
+        statuses.append(requests.post(svc.url + "/score", json=body, timeout=30).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses)[0] == 200
+    assert 503 in statuses
+    assert set(statuses) <= {200, 503}
