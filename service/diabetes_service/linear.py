@@ -18,10 +18,18 @@ import numpy as np
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
+def _is_sklearn_class(estimator: Any) -> bool:
+    # scikit-learn's own linear models (Ridge overrides `predict` only to call LinearModel's);
+    # a user's subclass may change the formula, so it keeps its own method.
+    return type(estimator).__module__.startswith("sklearn.linear_model.")
+
+
 def _regressor_paths(estimator: Any) -> dict[str, Predictor]:
     from sklearn.linear_model._base import LinearModel
 
-    if not isinstance(estimator, LinearModel) or type(estimator).predict is not LinearModel.predict:
+    if not isinstance(estimator, LinearModel):
+        return {}
+    if type(estimator).predict is not LinearModel.predict and not _is_sklearn_class(estimator):
         return {}
     coef_t = np.asarray(estimator.coef_).T
     intercept = estimator.intercept_
