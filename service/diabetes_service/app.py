@@ -20,7 +20,7 @@ from diabetes_service.core import InvalidInput, ModelIdentity, ScoringCore
 from diabetes_service.docs import SwaggerPage
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
 from diabetes_service.http import HTTPError, Request, Response, error_response, read_body, text_response
-from diabetes_service.loading import load_model
+from diabetes_service.loading import load_compiled, load_model
 from diabetes_service.metrics import Metrics
 from diabetes_service.protocols.azureml import AzureMLProtocol
 from diabetes_service.settings import ServiceSettings
@@ -73,7 +73,10 @@ class ScoringApp:
         """Load, warm up, then report ready. Runs in a thread; exits the worker on failure."""
         settings = self.settings
         try:
-            loaded = load_model(settings.model_path or settings.model_uri)
+            if settings.compiled_path:
+                loaded = load_compiled(settings.compiled_path)
+            else:
+                loaded = load_model(settings.model_path or settings.model_uri)
             core = ScoringCore(
                 loaded,
                 ModelIdentity(self.state.model_name, self.state.model_version),
@@ -90,7 +93,7 @@ class ScoringApp:
             "model %s version %s ready (%s)",
             self.state.model_name,
             self.state.model_version,
-            type(core.estimator).__name__,
+            core.model_class,
         )
 
     def _fail(self, reason: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from diabetes_service.linear import verified_fast_paths
+from diabetes_service.linear import compile_verified
 from diabetes_service.loading import Feature, LoadedModel
 
 METHODS = ("predict", "predict_proba")
@@ -43,9 +43,17 @@ class ModelIdentity:
     version: str
 
 
+def probe_rows(example_rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
+    """The input example and a few rows around zero: what a compiled model must answer alike."""
+    rng = np.random.default_rng(0)
+    return np.vstack([np.asarray(example_rows, dtype=np.float64), rng.normal(0.0, 0.1, size=(8, width))])
+
+
 class ScoringCore:
     def __init__(self, loaded: LoadedModel, identity: ModelIdentity, *, max_rows: int) -> None:
         self.estimator = loaded.estimator
+        # A compiled linear model keeps the name of the scikit-learn class it came from.
+        self.model_class: str = getattr(self.estimator, "estimator_name", type(self.estimator).__name__)
         self.identity = identity
         self.features: tuple[Feature, ...] = loaded.features
         self.feature_names = tuple(feature.name for feature in self.features)
@@ -68,13 +76,13 @@ class ScoringCore:
         return len(self.features)
 
     def warm_up(self) -> None:
-        """Score the input example once per method, then switch on the verified fast paths."""
-        probe = np.asarray(self.example_rows, dtype=np.float64)
+        """Score probe rows once per method, then switch to the compiled form where it agrees."""
+        probe = probe_rows(self.example_rows, self.n_features)
         for method in self.methods:
             self._predictors[method](probe)
-        rng = np.random.default_rng(0)
-        probe = np.vstack([probe, rng.normal(0.0, 0.1, size=(8, self.n_features))])
-        self._predictors.update(verified_fast_paths(self.estimator, probe))
+        compiled = compile_verified(self.estimator, probe)
+        if compiled is not None:
+            self._predictors = {method: getattr(compiled, method) for method in self.methods}
         started = time.perf_counter()
         for method in self.methods:
             self._predictors[method](probe[:1])
@@ -91,8 +99,7 @@ class ScoringCore:
             raise InvalidInput(f"unknown method; use one of {', '.join(METHODS)}", field="method")
         if method not in self.methods:
             raise InvalidInput(
-                f"{method} is not available for this model ({type(self.estimator).__name__}); "
-                f"available: {', '.join(self.methods)}",
+                f"{method} is not available for this model ({self.model_class}); available: {', '.join(self.methods)}",
                 field="method",
             )
         return method

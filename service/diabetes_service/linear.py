@@ -1,79 +1,131 @@
-"""Fast paths for linear models: the arithmetic of `predict` without scikit-learn's per-call checks.
+"""Linear models compiled to their arithmetic: numpy only, no scikit-learn at serving time.
 
 For the example's Ridge, `estimator.predict` spends ~40 µs validating a 1-row input against ~1 µs
-of arithmetic. The scoring core has already validated the input (shape, finite doubles), so for
-estimator classes whose methods are exactly scikit-learn's linear ones we compute the same
-expression directly. Every fast path is checked against the estimator's own method at load time
-(`verified_fast_paths`) and dropped on any difference, so a subclass or a future scikit-learn
-that changes the formula falls back to the estimator instead of answering differently.
+of arithmetic, and importing scikit-learn costs a worker ~150 MiB. The scoring core has already
+validated its input (shape, finite doubles), so for scikit-learn's own linear models we keep just
+the coefficients and compute the same expression. A compiled model is used only after it gave
+the estimator's own answers on probe rows (`compile_verified`); anything else is served by the
+estimator itself. Compiled once by the supervisor's preparation step, saved, and loaded by the
+workers with numpy alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+ARRAYS_FILE = "linear.npz"
+META_FILE = "linear.json"
 
 
-def _is_sklearn_class(estimator: Any) -> bool:
-    # scikit-learn's own linear models (Ridge overrides `predict` only to call LinearModel's);
-    # a user's subclass may change the formula, so it keeps its own method.
-    return type(estimator).__module__.startswith("sklearn.linear_model.")
+class LinearRegressor:
+    """`predict` of a fitted linear regressor: x @ coef.T + intercept."""
+
+    kind = "regressor"
+
+    def __init__(self, coef_t: np.ndarray, intercept: np.ndarray, estimator_name: str) -> None:
+        self.coef_t = coef_t
+        self.intercept = intercept
+        self.estimator_name = estimator_name
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef_t + self.intercept
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"coef_t": self.coef_t, "intercept": np.asarray(self.intercept)}
 
 
-def _regressor_paths(estimator: Any) -> dict[str, Predictor]:
-    from sklearn.linear_model._base import LinearModel
+class LogisticClassifier:
+    """`predict` and `predict_proba` of a fitted LogisticRegression."""
 
-    if not isinstance(estimator, LinearModel):
-        return {}
-    if type(estimator).predict is not LinearModel.predict and not _is_sklearn_class(estimator):
-        return {}
-    coef_t = np.asarray(estimator.coef_).T
-    intercept = estimator.intercept_
-    return {"predict": lambda x: x @ coef_t + intercept}
+    kind = "logistic"
 
+    def __init__(self, coef_t: np.ndarray, intercept: np.ndarray, classes: np.ndarray, estimator_name: str) -> None:
+        self.coef_t = coef_t
+        self.intercept = intercept
+        self.classes = classes
+        self.estimator_name = estimator_name
 
-def _logistic_paths(estimator: Any) -> dict[str, Predictor]:
-    from scipy.special import expit, softmax
-    from sklearn.linear_model import LogisticRegression
-
-    if type(estimator) is not LogisticRegression:
-        return {}
-    coef_t = np.asarray(estimator.coef_).T
-    intercept = estimator.intercept_
-    classes = estimator.classes_
-
-    def decision(x: np.ndarray) -> np.ndarray:
-        scores = x @ coef_t + intercept
+    def _decision(self, x: np.ndarray) -> np.ndarray:
+        scores = x @ self.coef_t + self.intercept
         return scores.ravel() if scores.shape[1] == 1 else scores
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        scores = decision(x)
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        scores = self._decision(x)
         indices = (scores > 0).astype(np.intp) if scores.ndim == 1 else scores.argmax(axis=1)
-        return classes.take(indices)
+        return self.classes.take(indices)
 
-    def predict_proba(x: np.ndarray) -> np.ndarray:
-        scores = decision(x)
-        if scores.ndim == 1:
-            positive = expit(scores)
-            return np.vstack([1 - positive, positive]).T
-        return softmax(scores, axis=1)
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        scores = self._decision(x)
+        if scores.ndim == 1:  # binary: the logistic function of the one decision value
+            positive = 1.0 / (1.0 + np.exp(-scores))
+            return np.column_stack([1.0 - positive, positive])
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
 
-    return {"predict": predict, "predict_proba": predict_proba}
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"coef_t": self.coef_t, "intercept": np.asarray(self.intercept), "classes": self.classes}
 
 
-def verified_fast_paths(estimator: Any, probe: np.ndarray) -> dict[str, Predictor]:
-    """The fast paths that give exactly what the estimator gives on `probe` rows."""
-    candidates = _regressor_paths(estimator) or _logistic_paths(estimator)
-    verified: dict[str, Predictor] = {}
-    for method, fast in candidates.items():
-        try:
-            expected = getattr(estimator, method)(probe)
-            if np.allclose(fast(probe), expected, rtol=1e-12, atol=1e-12):
-                verified[method] = fast
-        except Exception:  # noqa: S112 - any doubt means the estimator's own method is used
-            continue
-    return verified
+CompiledModel = LinearRegressor | LogisticClassifier
+
+
+def _compile(estimator: Any) -> CompiledModel | None:
+    if isinstance(estimator, LinearRegressor | LogisticClassifier):
+        return estimator
+    # scikit-learn's own classes only: a user's subclass may change the formula.
+    if not type(estimator).__module__.startswith("sklearn.linear_model."):
+        return None
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model._base import LinearModel
+
+    name = type(estimator).__name__
+    coef_t = np.ascontiguousarray(np.asarray(estimator.coef_, dtype=np.float64).T)
+    intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+    if type(estimator) is LogisticRegression:
+        classes = np.asarray(estimator.classes_)
+        if classes.dtype.kind not in "biuU":  # saved without pickle: numbers, booleans, strings
+            return None
+        return LogisticClassifier(coef_t, intercept, classes, name)
+    if isinstance(estimator, LinearModel):
+        return LinearRegressor(coef_t, intercept, name)
+    return None
+
+
+def compile_verified(estimator: Any, probe: np.ndarray) -> CompiledModel | None:
+    """The compiled form of `estimator`, if it answers exactly as the estimator on `probe`."""
+    try:
+        compiled = _compile(estimator)
+        if compiled is None or compiled is estimator:
+            return compiled
+        for method in ("predict", "predict_proba"):
+            if hasattr(estimator, method) != hasattr(compiled, method):
+                return None
+            if not hasattr(compiled, method):
+                continue
+            ours, theirs = getattr(compiled, method)(probe), getattr(estimator, method)(probe)
+            if ours.dtype.kind in "fc":
+                if not np.allclose(ours, theirs, rtol=1e-12, atol=1e-12):
+                    return None
+            elif not np.array_equal(ours, theirs):
+                return None
+        return compiled
+    except Exception:  # any doubt: the estimator serves itself
+        return None
+
+
+def save(compiled: CompiledModel, folder: Path, meta: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / ARRAYS_FILE, **compiled.arrays())
+    (folder / META_FILE).write_text(json.dumps({**meta, "kind": compiled.kind, "name": compiled.estimator_name}))
+
+
+def load(folder: Path) -> tuple[CompiledModel, dict[str, Any]]:
+    meta = json.loads((folder / META_FILE).read_text())
+    with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
+        if meta["kind"] == "logistic":
+            return LogisticClassifier(arrays["coef_t"], arrays["intercept"], arrays["classes"], meta["name"]), meta
+        return LinearRegressor(arrays["coef_t"], arrays["intercept"], meta["name"]), meta

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
-import yaml
-
 from diabetes_service.errors import ModelLoadError
 
 BARE_PICKLE_NAMES = ("model.pkl", "model.joblib")
@@ -49,7 +46,18 @@ def load_model(path: str | Path) -> LoadedModel:
     return _load_bare_pickle(path)
 
 
+def load_compiled(folder: str | Path) -> LoadedModel:
+    """A linear model compiled by the preparation step: numpy arrays, no scikit-learn import."""
+    from diabetes_service.linear import load
+
+    compiled, meta = load(Path(folder))
+    features = tuple(Feature(f["name"], f["type"]) for f in meta["features"])
+    return LoadedModel(compiled, features, meta.get("input_example"))
+
+
 def _load_bare_pickle(path: Path) -> LoadedModel:
+    import joblib
+
     try:
         estimator = joblib.load(path)
     except Exception as exc:
@@ -68,6 +76,8 @@ def _features_of_estimator(estimator: Any) -> tuple[Feature, ...]:
 
 
 def _load_mlflow_folder(folder: Path) -> LoadedModel:
+    import yaml
+
     try:
         mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
     except (OSError, yaml.YAMLError) as exc:

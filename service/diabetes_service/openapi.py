@@ -43,7 +43,7 @@ def openapi_document(core: ScoringCore, *, title: str, auth_enabled: bool) -> di
             "title": title,
             "version": core.identity.version,
             "description": f"Scores the registered model `{core.identity.name}` version {core.identity.version} "
-            f"({type(core.estimator).__name__}). Methods: {', '.join(core.methods)}. "
+            f"({core.model_class}). Methods: {', '.join(core.methods)}. "
             f"Features, in order: {', '.join(f'{f.name} ({f.type})' for f in core.features)}.",
         },
         "paths": {

@@ -1,9 +1,12 @@
-"""Turn a model URI into a local folder or file, once, before any worker starts.
+"""Prepare the model once, before any worker starts: resolve, load, check, compile.
 
-`models:/` and `runs:/` URIs need MLflow, whose import alone takes seconds and a lot of memory;
-it runs in a short-lived child process (`python -m diabetes_service.resolution`) so that neither
-the supervisor nor the workers ever import it. Downloads go to a cache keyed by the registered
-version, through a temporary folder renamed into place, so an interrupted download is never used.
+A short-lived child process (`python -m diabetes_service.resolution`) turns the URI into a local
+folder or file (`models:/` and `runs:/` URIs through MLflow, whose import alone takes seconds and
+a lot of memory), loads the model, scores probe rows with it, and compiles a linear model to
+numpy arrays. So the supervisor never imports MLflow or scikit-learn, a model that cannot be
+served stops the service before it listens, and workers serving a linear model never import
+scikit-learn either. Downloads go to a cache keyed by the registered version, through a temporary
+folder renamed into place, so an interrupted download is never used.
 """
 
 from __future__ import annotations
@@ -31,19 +34,24 @@ class ResolvedModel:
     path: str
     name: str
     version: str
+    compiled: str | None = None  # folder of the compiled linear model, when there is one
 
 
 def needs_mlflow(uri: str) -> bool:
     return uri.startswith(MLFLOW_SCHEMES)
 
 
-def resolve(uri: str, tracking_uri: str | None) -> ResolvedModel:
-    """A local path for `uri`; registry URIs are resolved in a child process."""
+def _local(uri: str) -> ResolvedModel:
+    path = Path(uri).expanduser().resolve()
+    if not path.exists():
+        raise ModelLoadError(f"no model at {uri}")
+    return ResolvedModel(str(path), path.stem if path.is_file() else path.name, "local")
+
+
+def resolve(uri: str, tracking_uri: str | None, compile_to: Path) -> ResolvedModel:
+    """Prepare the model in a child process; `compile_to` receives a compiled linear model."""
     if not needs_mlflow(uri):
-        path = Path(uri).expanduser().resolve()
-        if not path.exists():
-            raise ModelLoadError(f"no model at {uri}")
-        return ResolvedModel(str(path), path.stem if path.is_file() else path.name, "local")
+        _local(uri)  # a missing path is said at once, without starting the child
     from diabetes_trainer.tracking import resolve_tracking_uri
 
     env = {
@@ -52,7 +60,14 @@ def resolve(uri: str, tracking_uri: str | None) -> ResolvedModel:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
         "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
     }
-    cmd = [sys.executable, "-m", "diabetes_service.resolution", uri, resolve_tracking_uri(tracking_uri)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diabetes_service.resolution",
+        uri,
+        resolve_tracking_uri(tracking_uri),
+        str(compile_to),
+    ]
     try:
         done = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=RESOLVE_TIMEOUT_SECONDS, check=False
@@ -111,15 +126,39 @@ def _resolve_with_mlflow(uri: str, tracking_uri: str) -> ResolvedModel:
     return ResolvedModel(_download(pinned, tracking_uri, pinned), name, str(version))
 
 
+def _check_and_compile(resolved: ResolvedModel, compile_to: Path) -> ResolvedModel:
+    from dataclasses import asdict, replace
+
+    from diabetes_service import linear
+    from diabetes_service.core import probe_rows
+    from diabetes_service.loading import load_model
+
+    loaded = load_model(resolved.path)
+    probe = probe_rows(loaded.input_example or [[0.0] * len(loaded.features)], len(loaded.features))
+    for method in ("predict", "predict_proba"):
+        if callable(getattr(loaded.estimator, method, None)):
+            try:
+                getattr(loaded.estimator, method)(probe)
+            except Exception as exc:
+                raise ModelLoadError(f"the model failed its warm-up {method}: {type(exc).__name__}: {exc}") from exc
+    compiled = linear.compile_verified(loaded.estimator, probe)
+    if compiled is None:
+        return resolved
+    features = [asdict(feature) for feature in loaded.features]
+    linear.save(compiled, compile_to, {"features": features, "input_example": loaded.input_example})
+    return replace(resolved, compiled=str(compile_to))
+
+
 def main(argv: list[str]) -> int:
     import logging
     import warnings
 
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    uri, tracking_uri = argv
+    uri, tracking_uri, compile_to = argv
     try:
-        resolved = _resolve_with_mlflow(uri, tracking_uri)
+        resolved = _resolve_with_mlflow(uri, tracking_uri) if needs_mlflow(uri) else _local(uri)
+        resolved = _check_and_compile(resolved, Path(compile_to))
     except ModelLoadError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from diabetes_service import board
 from diabetes_service.board import WorkerBoard
@@ -110,32 +111,37 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(settings: ServiceSettings) -> int:
     """Run the service until SIGTERM. Raises ModelLoadError / OSError before anything listens."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    resolved = resolve(settings.model_uri, settings.tracking_uri)
-    workers = settings.workers or cpu_limit()
-    # Workers read their settings from the environment: hand them the resolved model.
-    os.environ.update(
-        {
-            "DIABETES_MODEL_PATH": resolved.path,
-            "DIABETES_MODEL_NAME": settings.model_name or resolved.name,
-            "DIABETES_MODEL_VERSION": settings.model_version or resolved.version,
-            "DIABETES_WORKERS": str(workers),
-        }
-    )
-    metrics_dir = tempfile.mkdtemp(prefix="diabetes-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    sock = bind(settings.host, settings.port)
-    if not settings.auth_enabled:
-        log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
-    log.info(
-        "serving %s version %s on http://%s:%d with %d workers",
-        os.environ["DIABETES_MODEL_NAME"],
-        os.environ["DIABETES_MODEL_VERSION"],
-        settings.host,
-        sock.getsockname()[1],
-        workers,
-    )
+    workdir = Path(tempfile.mkdtemp(prefix="diabetes-serve-"))
     try:
-        return Supervisor(ServiceSettings(), sock, workers).run()
+        resolved = resolve(settings.model_uri, settings.tracking_uri, compile_to=workdir / "compiled")
+        workers = settings.workers or cpu_limit()
+        # Workers read their settings from the environment: hand them the prepared model.
+        os.environ.update(
+            {
+                "DIABETES_MODEL_PATH": resolved.path,
+                "DIABETES_MODEL_NAME": settings.model_name or resolved.name,
+                "DIABETES_MODEL_VERSION": settings.model_version or resolved.version,
+                "DIABETES_WORKERS": str(workers),
+                "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+            }
+        )
+        if resolved.compiled:
+            os.environ["DIABETES_COMPILED_PATH"] = resolved.compiled
+        (workdir / "metrics").mkdir()
+        sock = bind(settings.host, settings.port)
+        if not settings.auth_enabled:
+            log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
+        log.info(
+            "serving %s version %s on http://%s:%d with %d workers",
+            os.environ["DIABETES_MODEL_NAME"],
+            os.environ["DIABETES_MODEL_VERSION"],
+            settings.host,
+            sock.getsockname()[1],
+            workers,
+        )
+        try:
+            return Supervisor(ServiceSettings(), sock, workers).run()
+        finally:
+            sock.close()
     finally:
-        sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -114,3 +114,29 @@ def test_classifier_predict_proba_rows_sum_to_one(service, embedded_store, examp
         assert score(svc, {"data": example_data.x_test[:20]}).json() == probabilities
         labels = score(svc, {"data": example_data.x_test[:20], "method": "predict"}).json()
         assert labels == [int(p[1] > 0.5) for p in probabilities]
+
+
+def worker_libraries(svc) -> list[str]:
+    import psutil
+
+    workers = psutil.Process(svc.proc.pid).children(recursive=True)
+    assert workers
+    return [open(f"/proc/{w.pid}/maps").read() for w in workers]
+
+
+def test_workers_serving_a_linear_model_never_import_scikit_learn(ridge_service):
+    # The preparation step compiled Ridge to numpy arrays: the workers stay small and start fast.
+    assert all("/sklearn/" not in maps for maps in worker_libraries(ridge_service))
+
+
+def test_a_non_linear_model_is_served_by_scikit_learn_itself(service, tmp_path, example_data):
+    import joblib
+    import numpy as np
+    from sklearn.tree import DecisionTreeRegressor
+
+    model = DecisionTreeRegressor(max_depth=4, random_state=0).fit(example_data.x_train, example_data.y_train)
+    joblib.dump(model, tmp_path / "tree.pkl")
+    with service(str(tmp_path / "tree.pkl"), workers=1) as svc:
+        got = score(svc, {"data": example_data.x_test, "method": "predict"}).json()
+        assert got == model.predict(np.array(example_data.x_test)).tolist()
+        assert any("/sklearn/" in maps for maps in worker_libraries(svc))
