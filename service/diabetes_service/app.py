@@ -164,7 +164,7 @@ class ScoringApp:
         elapsed = time.perf_counter() - started
         self.metrics.observe(route_label, response.status, elapsed)
         if request.rows:
-            self.metrics.predictions.labels(request.scoring_method).inc(request.rows)
+            self.metrics.count_predictions(request.scoring_method, request.rows)
         self.access_log.write(
             request_id=request_id,
             method=request.method,

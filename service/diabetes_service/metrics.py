@@ -8,6 +8,7 @@ whole service whichever worker answers it.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +28,8 @@ class Metrics:
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self._registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._prediction_children: dict[str, Any] = {}
         self.requests = Counter(
             "diabetes_http_requests", "HTTP requests answered", ["route", "status"], registry=self._registry
         )
@@ -49,8 +52,20 @@ class Metrics:
         )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        # `labels()` looks the child up under a lock on every call; routes and statuses are few,
+        # so each (route, status) pair's children are looked up once and kept.
+        children = self._children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_predictions(self, method: str, rows: int) -> None:
+        child = self._prediction_children.get(method)
+        if child is None:
+            child = self._prediction_children[method] = self.predictions.labels(method)
+        child.inc(rows)
 
     def render(self) -> bytes:
         if self.multiprocess:

@@ -126,6 +126,45 @@ def _resolve_with_mlflow(uri: str, tracking_uri: str) -> ResolvedModel:
     return ResolvedModel(_download(pinned, tracking_uri, pinned), name, str(version))
 
 
+class _RefuseImport:
+    """A meta-path finder that makes one top-level package look not installed."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == self.package or name.startswith(self.package + "."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def _model_file(path: Path) -> Path | None:
+    """The file holding the pickled estimator, as `loading` would read it."""
+    if path.is_file():
+        return path
+    if (path / "MLmodel").is_file():
+        import yaml
+
+        flavor = (yaml.safe_load((path / "MLmodel").read_text()).get("flavors") or {}).get("sklearn") or {}
+        return path / flavor.get("pickled_model", "model.pkl")
+    candidates = [path / name for name in ("model.pkl", "model.joblib")]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _mentions_pandas(path: Path) -> bool:
+    """Whether the pickled estimator may refer to pandas; True whenever it cannot tell."""
+    import zipfile
+
+    file = _model_file(path)
+    if file is None or not file.is_file():
+        return True
+    if zipfile.is_zipfile(file):  # skops: a zip of a JSON schema and arrays
+        with zipfile.ZipFile(file) as archive:
+            return any(b"pandas" in archive.read(name) for name in archive.namelist() if name.endswith(".json"))
+    content = file.read_bytes()
+    # Not a plain pickle (compressed by joblib?) cannot be read here: assume it may need pandas.
+    return content[:1] != b"\x80" or b"pandas" in content
+
+
 def _check_and_compile(resolved: ResolvedModel, compile_to: Path) -> ResolvedModel:
     from dataclasses import asdict, replace
 
@@ -133,6 +172,10 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path) -> ResolvedMod
     from diabetes_service.core import probe_rows
     from diabetes_service.loading import load_model
 
+    if not _mentions_pandas(Path(resolved.path)):
+        # scikit-learn imports pandas (and pyarrow) whenever installed, which costs this
+        # preparation step about half a second; a model that never mentions pandas cannot need it.
+        sys.meta_path.insert(0, _RefuseImport("pandas"))
     loaded = load_model(resolved.path)
     probe = probe_rows(loaded.input_example or [[0.0] * len(loaded.features)], len(loaded.features))
     for method in ("predict", "predict_proba"):
