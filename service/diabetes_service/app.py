@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from diabetes_service.accesslog import AccessLog
 from diabetes_service.auth import KeyChecker
@@ -23,6 +24,7 @@ from diabetes_service.http import HTTPError, Request, Response, error_response, 
 from diabetes_service.loading import load_compiled, load_model
 from diabetes_service.metrics import Metrics
 from diabetes_service.protocols.azureml import AzureMLProtocol
+from diabetes_service.resolution import await_announcement
 from diabetes_service.settings import ServiceSettings
 from diabetes_service.state import NOT_READY_HEADERS, ServiceState
 
@@ -56,10 +58,11 @@ class ScoringApp:
         self.routes[("GET", "/docs")] = (self._docs_page, docs_public)
         if not docs_public:
             self.routes[("GET", "/swagger.json")] = (self.routes[("GET", "/swagger.json")][0], False)
-        self._identity_headers = [
-            (b"x-model-name", self.state.model_name.encode()),
-            (b"x-model-version", self.state.model_version.encode()),
-        ]
+        self._identify(self.state.model_name, self.state.model_version)
+
+    def _identify(self, name: str, version: str) -> None:
+        self.state.model_name, self.state.model_version = name, version
+        self._identity_headers = [(b"x-model-name", name.encode()), (b"x-model-version", version.encode())]
 
     def _own_routes(self) -> list[tuple[str, str, Handler, bool]]:
         return [
@@ -72,11 +75,15 @@ class ScoringApp:
     def load(self) -> None:
         """Load, warm up, then report ready. Runs in a thread; exits the worker on failure."""
         settings = self.settings
+        compiled, path = settings.compiled_path, settings.model_path or settings.model_uri
+        if settings.prepared_file:  # forked before the model was prepared: wait for the supervisor
+            prepared = await_announcement(Path(settings.prepared_file), give_up=lambda: self.state.draining)
+            if prepared is None:
+                return
+            compiled, path = prepared.compiled, prepared.path
+            self._identify(prepared.name, prepared.version)
         try:
-            if settings.compiled_path:
-                loaded = load_compiled(settings.compiled_path)
-            else:
-                loaded = load_model(settings.model_path or settings.model_uri)
+            loaded = load_compiled(compiled) if compiled else load_model(path)
             core = ScoringCore(
                 loaded,
                 ModelIdentity(self.state.model_name, self.state.model_version),

@@ -19,6 +19,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,24 @@ def needs_mlflow(uri: str) -> bool:
     return uri.startswith(MLFLOW_SCHEMES)
 
 
-def _local(uri: str) -> ResolvedModel:
+def announce(resolved: ResolvedModel, path: Path) -> None:
+    """Tell the workers what to load: written whole, then renamed, so never read half-written."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(resolved.__dict__))
+    os.replace(partial, path)
+
+
+def await_announcement(path: Path, give_up: Callable[[], bool]) -> ResolvedModel | None:
+    """The prepared model, once the supervisor has announced it; None if `give_up()` first."""
+    parent = os.getppid()
+    while not path.exists():
+        if give_up() or os.getppid() != parent:
+            return None
+        time.sleep(0.01)
+    return ResolvedModel(**json.loads(path.read_text()))
+
+
+def local_model(uri: str) -> ResolvedModel:
     path = Path(uri).expanduser().resolve()
     if not path.exists():
         raise ModelLoadError(f"no model at {uri}")
@@ -51,7 +70,7 @@ def _local(uri: str) -> ResolvedModel:
 def resolve(uri: str, tracking_uri: str | None, compile_to: Path) -> ResolvedModel:
     """Prepare the model in a child process; `compile_to` receives a compiled linear model."""
     if not needs_mlflow(uri):
-        _local(uri)  # a missing path is said at once, without starting the child
+        local_model(uri)  # a missing path is said at once, without starting the child
     from diabetes_trainer.tracking import resolve_tracking_uri
 
     env = {
@@ -200,7 +219,7 @@ def main(argv: list[str]) -> int:
     logging.disable(logging.WARNING)
     uri, tracking_uri, compile_to = argv
     try:
-        resolved = _resolve_with_mlflow(uri, tracking_uri) if needs_mlflow(uri) else _local(uri)
+        resolved = _resolve_with_mlflow(uri, tracking_uri) if needs_mlflow(uri) else local_model(uri)
         resolved = _check_and_compile(resolved, Path(compile_to))
     except ModelLoadError as exc:
         print(exc, file=sys.stderr)

@@ -17,18 +17,20 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from diabetes_service import board
 from diabetes_service.board import WorkerBoard
 from diabetes_service.cgroup import cpu_limit
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED
-from diabetes_service.resolution import resolve
+from diabetes_service.resolution import announce, local_model, needs_mlflow, resolve
 from diabetes_service.settings import ServiceSettings
 
 log = logging.getLogger("diabetes_service.supervisor")
 
 RESTART_BACKOFF_SECONDS = 1.0
+ABORT_GRACE_SECONDS = 3.0
 
 
 class Supervisor:
@@ -66,11 +68,36 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    def run(self) -> int:
+    def start(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         for slot in range(self.count):
             self.spawn(slot)
+
+    def abort(self) -> None:
+        """Stop workers that never got a model (preparation failed), without a word on stderr."""
+        self.stopping = True
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        # They hold no model and no request; one caught mid-start-up may miss SIGTERM, so the
+        # wait is bounded and ends with SIGKILL.
+        deadline = time.monotonic() + ABORT_GRACE_SECONDS
+        while self.children and time.monotonic() < deadline:
+            for pid in list(self.children):
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                        continue
+                self.children.pop(pid, None)
+            time.sleep(0.02)
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self.children.pop(pid, None)
+
+    def run(self) -> int:
         while self.children:
             try:
                 pid, status = os.wait()
@@ -109,38 +136,49 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: ServiceSettings) -> int:
-    """Run the service until SIGTERM. Raises ModelLoadError / OSError before anything listens."""
+    """Run the service until SIGTERM. Raises ModelLoadError / OSError before it is ever ready.
+
+    The workers are forked first, so that they import their libraries while the model is being
+    prepared; they load it as soon as the supervisor announces it.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     workdir = Path(tempfile.mkdtemp(prefix="diabetes-serve-"))
     try:
-        resolved = resolve(settings.model_uri, settings.tracking_uri, compile_to=workdir / "compiled")
+        if not needs_mlflow(settings.model_uri):
+            local_model(settings.model_uri)  # a missing path is said at once, before any fork
+        sock = bind(settings.host, settings.port)
         workers = settings.workers or cpu_limit()
-        # Workers read their settings from the environment: hand them the prepared model.
+        (workdir / "metrics").mkdir()
         os.environ.update(
             {
-                "DIABETES_MODEL_PATH": resolved.path,
-                "DIABETES_MODEL_NAME": settings.model_name or resolved.name,
-                "DIABETES_MODEL_VERSION": settings.model_version or resolved.version,
+                "DIABETES_PREPARED_FILE": str(workdir / "prepared.json"),
                 "DIABETES_WORKERS": str(workers),
                 "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
             }
         )
-        if resolved.compiled:
-            os.environ["DIABETES_COMPILED_PATH"] = resolved.compiled
-        (workdir / "metrics").mkdir()
-        sock = bind(settings.host, settings.port)
+        supervisor = Supervisor(ServiceSettings(), sock, workers)
+        supervisor.start()
+        try:
+            resolved = resolve(settings.model_uri, settings.tracking_uri, compile_to=workdir / "compiled")
+        except BaseException:
+            supervisor.abort()
+            raise
+        resolved = replace(
+            resolved, name=settings.model_name or resolved.name, version=settings.model_version or resolved.version
+        )
+        announce(resolved, workdir / "prepared.json")
         if not settings.auth_enabled:
             log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
         log.info(
             "serving %s version %s on http://%s:%d with %d workers",
-            os.environ["DIABETES_MODEL_NAME"],
-            os.environ["DIABETES_MODEL_VERSION"],
+            resolved.name,
+            resolved.version,
             settings.host,
             sock.getsockname()[1],
             workers,
         )
         try:
-            return Supervisor(ServiceSettings(), sock, workers).run()
+            return supervisor.run()
         finally:
             sock.close()
     finally:
