@@ -268,3 +268,28 @@ def test_cli_names_the_mlflow_plugin_an_azureml_uri_needs(tmp_path: Path, fake_a
     assert_one_line_failure(outcome, "azureml-mlflow", workspace_uri)
     assert [c["call"] for c in recorded_calls(tmp_path)] == ["from_config", "get_mlflow_tracking_uri"]
     assert not (tmp_path / "mlruns.db").exists()
+
+
+@pytest.mark.slow
+def test_azure_extra_installs_and_imports_beside_current_mlflow(tmp_path: Path) -> None:
+    """A throwaway virtualenv with `.[trainer,azure]`: azureml-core imports next to MLflow 3."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", ".[trainer,azure]"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if installed.returncode != 0 and "No matching distribution" in installed.stderr:
+        pytest.skip("package index unreachable")
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    script = (
+        "import azureml.core, mlflow; from azureml.core import Workspace; import diabetes_trainer.azure; "
+        "print(azureml.core.VERSION, mlflow.__version__)"
+    )
+    done = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[1].split(".")[0]) >= 3
