@@ -75,7 +75,7 @@ class ScoringApp:
     def load(self) -> None:
         """Load, warm up, then report ready. Runs in a thread; exits the worker on failure."""
         settings = self.settings
-        compiled, path = settings.compiled_path, settings.model_path or settings.model_uri
+        compiled, path = None, settings.model_path or settings.model_uri
         if settings.prepared_file:  # forked before the model was prepared: wait for the supervisor
             prepared = await_announcement(Path(settings.prepared_file), give_up=lambda: self.state.draining)
             if prepared is None:

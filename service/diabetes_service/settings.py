@@ -32,7 +32,6 @@ class ServiceSettings(BaseSettings):
     model_name: str | None = None
     model_version: str | None = None
     prepared_file: str | None = None  # where the supervisor announces the prepared model to its workers
-    compiled_path: str | None = None  # a linear model compiled to numpy arrays: workers skip scikit-learn
 
     # Primary first, then secondary; comma-separated in DIABETES_API_KEYS.
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
