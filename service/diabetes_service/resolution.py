@@ -69,8 +69,6 @@ def local_model(uri: str) -> ResolvedModel:
 
 def resolve(uri: str, tracking_uri: str | None, compile_to: Path) -> ResolvedModel:
     """Prepare the model in a child process; `compile_to` receives a compiled linear model."""
-    if not needs_mlflow(uri):
-        local_model(uri)  # a missing path is said at once, without starting the child
     from diabetes_trainer.tracking import resolve_tracking_uri
 
     env = {

@@ -172,24 +172,20 @@ def test_stops_cleanly_within_the_grace_period(deployed: Deployed) -> None:
 
 
 def test_down_removes_the_container(deployed: Deployed) -> None:
-    proc = subprocess.run(
-        [DIABETES, "deploy", "local", "--spec", str(deployed.spec), "--down"],
-        env=deployed.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    def down() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [DIABETES, "deploy", "local", "--spec", str(deployed.spec), "--down"],
+            env=deployed.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    proc = down()
     assert proc.returncode == 0, proc.stderr
     assert docker("inspect", NAME).returncode != 0
-    again = subprocess.run(
-        [DIABETES, "deploy", "local", "--spec", str(deployed.spec), "--down"],
-        env=deployed.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = down()  # a second --down finds nothing to remove and says so
     assert again.returncode == 0
     assert "no container" in again.stdout
 
