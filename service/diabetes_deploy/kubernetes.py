@@ -86,7 +86,7 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             "runAsGroup": RUN_AS,
             "capabilities": {"drop": ["ALL"]},
         },
-        # Byte-code (PYTHONPYCACHEPREFIX) and Prometheus' multiprocess files go to /tmp.
+        # Byte-code (PYTHONPYCACHEPREFIX) and the workers' metrics snapshots go to /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
     replicas = spec.scale.replicas if spec.scale.replicas is not None else spec.scale.min_replicas

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from random import getrandbits
 
 from diabetes_service.accesslog import AccessLog
 from diabetes_service.auth import KeyChecker
@@ -40,7 +41,7 @@ class ScoringApp:
         self.settings = settings
         self.state = ServiceState(settings)
         self.keys = KeyChecker(key.get_secret_value() for key in settings.api_keys)
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.metrics_dir)
         self.access_log = AccessLog(settings.access_log)
         self.docs = SwaggerPage(settings.service_name)
         self.routes: dict[tuple[str, str], tuple[Handler, bool]] = {}
@@ -95,7 +96,7 @@ class ScoringApp:
         except Exception as exc:  # the model's own code failed while warming up
             self._fail(f"the model failed its warm-up prediction: {type(exc).__name__}: {exc}")
         self.state.mark_warm(core)
-        self.metrics.model_info.labels(self.state.model_name, self.state.model_version).set(1)
+        self.metrics.serving(self.state.model_name, self.state.model_version)
         log.info(
             "model %s version %s ready (%s)",
             self.state.model_name,
@@ -115,6 +116,8 @@ class ScoringApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.state.draining = True
+                self.access_log.flush()
+                self.metrics.save()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -227,7 +230,9 @@ class ScoringApp:
 def _request_id(sent: bytes | None) -> str:
     if sent and len(sent) <= MAX_REQUEST_ID and sent.isascii() and sent.decode().isprintable():
         return sent.decode()
-    return os.urandom(16).hex()
+    # An id need only be unique, not secret: the process's PRNG (reseeded in every forked worker)
+    # spares a system call per request.
+    return f"{getrandbits(128):032x}"
 
 
 def create_app() -> ScoringApp:

@@ -1,77 +1,152 @@
-"""Prometheus metrics, aggregated over every worker process.
+"""Prometheus metrics, added up over every worker process.
 
-With several workers the supervisor points PROMETHEUS_MULTIPROC_DIR at a fresh folder before
-starting them, and `/metrics` collects every worker's samples from there, so a scrape sees the
-whole service whichever worker answers it.
+A request only adds to plain counters in its own worker's memory. (Prometheus' multiprocess mode
+writes a memory-mapped file under a lock for every sample: four of those per request cost more
+than scoring the model.) Under the supervisor each worker writes a snapshot of its totals to a
+shared folder at most every FLUSH_SECONDS, and `/metrics` adds up every worker's snapshot, dead
+workers' included so that counters never go back; prometheus-client renders the text.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
+from pathlib import Path
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from diabetes_service.later import FlushLater
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FLUSH_SECONDS = 0.1
+
+log = logging.getLogger("diabetes_service")
+
+
+class Totals:
+    """What one worker has counted since it started."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        # Per route: a count per latency bucket, one for over the last bucket, then the sum of seconds.
+        self.latency: dict[str, list[float]] = {}
+        self.predictions: dict[str, int] = {}
+        self.models: set[tuple[str, str]] = set()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "requests": [[route, status, count] for (route, status), count in self.requests.items()],
+                "latency": self.latency,
+                "predictions": self.predictions,
+                "models": sorted(self.models),
+            }
+        )
+
+    def add(self, snapshot: dict) -> None:
+        for route, status, count in snapshot["requests"]:
+            self.requests[(route, status)] = self.requests.get((route, status), 0) + count
+        for route, counts in snapshot["latency"].items():
+            mine = self.latency.setdefault(route, [0] * len(counts))
+            self.latency[route] = [a + b for a, b in zip(mine, counts, strict=True)]
+        for method, rows in snapshot["predictions"].items():
+            self.predictions[method] = self.predictions.get(method, 0) + rows
+        self.models.update((name, version) for name, version in snapshot["models"])
 
 
 class Metrics:
     content_type = CONTENT_TYPE_LATEST.encode()
 
-    def __init__(self) -> None:
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        self._registry = CollectorRegistry(auto_describe=True)
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._prediction_children: dict[str, Any] = {}
-        self.requests = Counter(
-            "diabetes_http_requests", "HTTP requests answered", ["route", "status"], registry=self._registry
-        )
-        self.latency = Histogram(
-            "diabetes_http_request_duration_seconds",
-            "Time from request to response",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self._registry,
-        )
-        self.predictions = Counter(
-            "diabetes_predictions", "Rows scored, by method", ["method"], registry=self._registry
-        )
-        self.model_info = Gauge(
-            "diabetes_model_info",
-            "The served model (value 1), labelled with its name and version",
-            ["name", "version"],
-            registry=self._registry,
-            multiprocess_mode="max",
-        )
+    def __init__(self, directory: str | None = None) -> None:
+        self.totals = Totals()
+        self._directory = Path(directory) if directory else None
+        self._snapshot = self._directory / f"worker-{os.getpid()}.json" if self._directory else None
+        self._flush = FlushLater(self.save, FLUSH_SECONDS)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        # `labels()` looks the child up under a lock on every call; routes and statuses are few,
-        # so each (route, status) pair's children are looked up once and kept.
-        children = self._children.get((route, status))
-        if children is None:
-            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
-            self._children[(route, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        totals = self.totals
+        key = (route, status)
+        totals.requests[key] = totals.requests.get(key, 0) + 1
+        latency = totals.latency.get(route)
+        if latency is None:
+            latency = totals.latency[route] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # a bucket counts values <= its bound
+        latency[-1] += seconds
+        if self._snapshot is not None:
+            self._flush.request()
 
     def count_predictions(self, method: str, rows: int) -> None:
-        child = self._prediction_children.get(method)
-        if child is None:
-            child = self._prediction_children[method] = self.predictions.labels(method)
-        child.inc(rows)
+        predictions = self.totals.predictions
+        predictions[method] = predictions.get(method, 0) + rows
+
+    def serving(self, name: str, version: str) -> None:
+        self.totals.models.add((name, version))
+        self.save()
 
     def render(self) -> bytes:
-        if self.multiprocess:
-            from prometheus_client import multiprocess
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Exposition(self._gather()))
+        return generate_latest(registry)
 
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry)
-        return generate_latest(self._registry)
+    def _gather(self) -> Totals:
+        if self._directory is None:
+            return self.totals
+        self.save()
+        gathered = Totals()
+        for path in self._directory.glob("worker-*.json"):
+            try:
+                gathered.add(orjson.loads(path.read_bytes()))
+            except (OSError, ValueError) as exc:  # a worker's snapshot that cannot be read is left out
+                log.warning("metrics: skipping %s: %s", path.name, exc)
+        return gathered
+
+    def save(self) -> None:
+        """Write this worker's snapshot now (at shutdown, before a scrape); alone, it has none."""
+        if self._snapshot is None:
+            return
+        partial = self._snapshot.with_suffix(".partial")
+        try:
+            partial.write_bytes(self.totals.to_json())
+            os.replace(partial, self._snapshot)  # readers see the old snapshot or the new, never half
+        except OSError as exc:
+            log.warning("metrics: cannot write %s: %s", self._snapshot, exc)
+
+
+class _Exposition:
+    """A prometheus-client collector over gathered totals."""
+
+    def __init__(self, totals: Totals) -> None:
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.totals
+        requests = CounterMetricFamily("diabetes_http_requests", "HTTP requests answered", labels=["route", "status"])
+        for (route, status), count in sorted(totals.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "diabetes_http_request_duration_seconds", "Time from request to response", labels=["route"]
+        )
+        for route, counts in sorted(totals.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts[:-1], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([route], buckets, sum_value=counts[-1])
+        yield latency
+        predictions = CounterMetricFamily("diabetes_predictions", "Rows scored, by method", labels=["method"])
+        for method, rows in sorted(totals.predictions.items()):
+            predictions.add_metric([method], rows)
+        yield predictions
+        model = GaugeMetricFamily(
+            "diabetes_model_info",
+            "The served model (value 1), labelled with its name and version",
+            labels=["name", "version"],
+        )
+        for name, version in sorted(totals.models):
+            model.add_metric([name, version], 1)
+        yield model

@@ -106,7 +106,6 @@ class Supervisor:
             except InterruptedError:
                 continue
             slot = self.children.pop(pid, None)
-            self._mark_dead(pid)
             code = os.waitstatus_to_exitcode(status)
             if code == EXIT_MODEL_LOAD_FAILED:
                 self.exit_status = 1
@@ -117,12 +116,6 @@ class Supervisor:
                 if slot is not None:
                     self.spawn(slot)
         return self.exit_status
-
-    def _mark_dead(self, pid: int) -> None:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(pid)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -153,7 +146,7 @@ def serve(settings: ServiceSettings) -> int:
             {
                 "DIABETES_PREPARED_FILE": str(workdir / "prepared.json"),
                 "DIABETES_WORKERS": str(workers),
-                "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+                "DIABETES_METRICS_DIR": str(workdir / "metrics"),
             }
         )
         supervisor = Supervisor(ServiceSettings(), sock, workers)

@@ -32,6 +32,7 @@ class ServiceSettings(BaseSettings):
     model_name: str | None = None
     model_version: str | None = None
     prepared_file: str | None = None  # where the supervisor announces the prepared model to its workers
+    metrics_dir: str | None = None  # where each worker leaves a snapshot of its metrics for the others
 
     # Primary first, then secondary; comma-separated in DIABETES_API_KEYS.
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()

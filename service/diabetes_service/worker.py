@@ -33,6 +33,7 @@ def run_worker(sock: socket.socket, graceful_timeout: float) -> None:
         http="httptools",
         lifespan="on",
         access_log=False,  # the app writes its own JSON access log
+        proxy_headers=False,  # nothing here reads the client address that middleware would rewrite
         log_level="warning",
         timeout_graceful_shutdown=graceful_timeout or None,
         timeout_keep_alive=30,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import pytest
 import requests
@@ -79,19 +81,64 @@ def test_liveness_and_readiness(ridge_service):
     assert requests.get(ridge_service.url + "/health/ready", timeout=5).status_code == 200
 
 
-def test_metrics_count_requests_and_predictions_across_workers(ridge_service, example_data):
-    for _ in range(6):
-        assert score(ridge_service, {"data": example_data.x_test[:3], "method": "predict"}).status_code == 200
-    text = requests.get(ridge_service.url + "/metrics", timeout=5).text
+def _metric_samples(svc) -> dict[str, float]:
+    text = requests.get(svc.url + "/metrics", timeout=5).text
     sample = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             sample[name] = float(value)
-    assert sample['diabetes_http_requests_total{route="/score",status="200"}'] >= 6
-    assert sample['diabetes_predictions_total{method="predict"}'] >= 18
-    assert any(k.startswith("diabetes_http_request_duration_seconds_bucket") for k in sample)
+    return sample
+
+
+def test_metrics_count_requests_and_predictions_across_workers(ridge_service, example_data):
+    time.sleep(0.3)  # every worker's earlier requests published (each does so within 0.1 s)
+    before = _metric_samples(ridge_service)
+    served = 'diabetes_http_requests_total{route="/score",status="200"}'
+    rows = 'diabetes_predictions_total{method="predict"}'
+    for _ in range(6):
+        assert score(ridge_service, {"data": example_data.x_test[:3], "method": "predict"}).status_code == 200
+    # Each worker publishes its counts within 0.1 s; whichever worker answers adds up both.
+    deadline = time.monotonic() + 3
+    while True:
+        sample = _metric_samples(ridge_service)
+        if sample.get(served, 0) - before.get(served, 0) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sample[served] - before.get(served, 0) == 6
+    assert sample[rows] - before.get(rows, 0) == 18
+    route = 'route="/score"'
+    assert sample[f"diabetes_http_request_duration_seconds_count{{{route}}}"] >= 6
+    assert (
+        sample[f'diabetes_http_request_duration_seconds_bucket{{le="+Inf",{route}}}']
+        == sample[f"diabetes_http_request_duration_seconds_count{{{route}}}"]
+    )
     assert 'diabetes_model_info{name="model",version="local"}' in sample
+
+
+def test_access_log_has_one_json_line_per_request_and_no_bodies(ridge_service, example_data):
+    request_id = "access-log-check-" + str(time.time_ns())
+    body = {"data": example_data.x_test[:4], "method": "predict"}
+    assert score(ridge_service, body, headers={"x-request-id": request_id}).status_code == 200
+    assert score(ridge_service, {"data": [[1.0]]}, headers={"x-request-id": request_id + "-bad"}).status_code == 422
+    deadline = time.monotonic() + 3
+    while True:
+        lines = [json.loads(line) for line in ridge_service.output().splitlines() if line.startswith("{")]
+        mine = {line["request_id"]: line for line in lines if line["request_id"].startswith(request_id)}
+        if len(mine) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    good, bad = mine[request_id], mine[request_id + "-bad"]
+    assert {k: good[k] for k in ("method", "route", "status", "rows", "model_version")} == {
+        "method": "POST",
+        "route": "/score",
+        "status": 200,
+        "rows": 4,
+        "model_version": "local",
+    }
+    assert (bad["status"], bad["rows"]) == (422, 0)
+    assert 0 < good["latency_ms"] < 10_000
+    assert str(example_data.x_test[0][0]) not in ridge_service.output()
 
 
 def test_models_uri_on_the_embedded_store(service, embedded_store, example_data):

@@ -1,0 +1,92 @@
+"""The access log and the metrics, in process: batching must never lose, split or misplace a record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import socket
+
+from diabetes_service.accesslog import AccessLog
+from diabetes_service.metrics import Metrics
+
+
+def _samples(text: bytes) -> dict[str, float]:
+    sample = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            sample[name] = float(value)
+    return sample
+
+
+def test_access_log_writes_whole_lines_in_pipe_sized_batches():
+    # A SEQPACKET socket keeps the boundaries of each write, which a pipe's reader cannot see.
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    log = AccessLog(True, fd=writer.fileno())
+
+    async def requests() -> None:
+        for i in range(500):
+            log.write(request_id=f"r{i}", route="/score", status=200)
+        await asyncio.sleep(0.2)  # the flush is due within 0.05 s
+
+    asyncio.run(requests())
+    writer.close()
+    chunks = []
+    while chunk := reader.recv(1 << 20):
+        chunks.append(chunk)
+    reader.close()
+    # Every write is whole lines and at most PIPE_BUF, which a pipe keeps whole among several writers.
+    assert len(chunks) > 1
+    assert all(chunk.endswith(b"\n") and len(chunk) <= select.PIPE_BUF for chunk in chunks)
+    ids = [json.loads(line)["request_id"] for line in b"".join(chunks).splitlines()]
+    assert ids == [f"r{i}" for i in range(500)]
+
+
+def test_access_log_flush_writes_what_is_pending_and_disabled_writes_nothing(tmp_path):
+    path = tmp_path / "log"
+    with path.open("wb") as out:
+        log = AccessLog(True, fd=out.fileno())
+        off = AccessLog(False, fd=out.fileno())
+
+        async def one_request() -> None:
+            log.write(request_id="last", status=200)
+            off.write(request_id="never", status=200)
+            log.flush()  # as at shutdown: the pending timer never fires
+
+        asyncio.run(one_request())
+    assert [json.loads(line)["request_id"] for line in path.read_bytes().splitlines()] == ["last"]
+
+
+def test_metrics_add_up_every_workers_snapshot_dead_ones_included(tmp_path):
+    gone, alive = Metrics(str(tmp_path)), Metrics(str(tmp_path))
+    # Two workers in one test process would share a pid, hence a snapshot file: give them their own.
+    gone._snapshot = tmp_path / "worker-1.json"
+    alive._snapshot = tmp_path / "worker-2.json"
+    for metrics, seconds in ((gone, 0.0004), (alive, 0.003), (alive, 7.0)):
+        metrics.observe("/score", 200, seconds)
+        metrics.count_predictions("predict", 10)
+    gone.observe("/score", 422, 0.0001)
+    gone.serving("m", "3")
+    alive.serving("m", "3")
+    gone.save()
+
+    sample = _samples(alive.render())
+    assert sample['diabetes_http_requests_total{route="/score",status="200"}'] == 3
+    assert sample['diabetes_http_requests_total{route="/score",status="422"}'] == 1
+    assert sample['diabetes_predictions_total{method="predict"}'] == 30
+    bucket = 'diabetes_http_request_duration_seconds_bucket{{le="{}",route="/score"}}'
+    assert sample[bucket.format("0.0005")] == 2
+    assert sample[bucket.format("0.005")] == 3
+    assert sample[bucket.format("5.0")] == 3
+    assert sample[bucket.format("+Inf")] == 4
+    assert sample['diabetes_http_request_duration_seconds_count{route="/score"}'] == 4
+    assert abs(sample['diabetes_http_request_duration_seconds_sum{route="/score"}'] - 7.0035) < 1e-9
+    assert sample['diabetes_model_info{name="m",version="3"}'] == 1
+
+
+def test_metrics_of_a_lone_process_need_no_folder():
+    metrics = Metrics()
+    metrics.observe("/", 200, 0.001)
+    metrics.save()  # nothing to write, nowhere to write it
+    assert _samples(metrics.render())['diabetes_http_requests_total{route="/",status="200"}'] == 1
