@@ -120,12 +120,15 @@ class ScoringCore:
         width = self.n_features
         ordered: list[Sequence[float]] = []
         for i, row in enumerate(rows):
-            if isinstance(row, Mapping):
-                ordered.append(self._ordered(row, f"{field}[{i}]"))
-            elif len(row) != width:
-                raise InvalidInput(f"has {len(row)} values, expected {width} ({self._names()})", f"{field}[{i}]")
-            else:
+            # Lists first: an isinstance check against the Mapping ABC costs more than the list check.
+            if isinstance(row, list | tuple):
+                if len(row) != width:
+                    raise InvalidInput(f"has {len(row)} values, expected {width} ({self._names()})", f"{field}[{i}]")
                 ordered.append(row)
+            elif isinstance(row, Mapping):
+                ordered.append(self._ordered(row, f"{field}[{i}]"))
+            else:
+                raise InvalidInput("must be a list of values or an object keyed by feature name", f"{field}[{i}]")
         return np.array(ordered, dtype=np.float64)
 
     def _ordered(self, row: Mapping[str, float], field: str) -> list[float]:

@@ -8,7 +8,7 @@ directly through these small types.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -26,7 +26,7 @@ class HTTPError(Exception):
         self.headers = headers or []
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     method: str
     path: str
@@ -42,16 +42,18 @@ class Request:
 
     @property
     def media_type(self) -> str:
-        raw = self.headers.get(b"content-type", b"").decode("latin-1")
-        return raw.split(";", 1)[0].strip().lower()
+        raw = self.headers.get(b"content-type", b"")
+        if raw == b"application/json":  # what nearly every client sends
+            return "application/json"
+        return raw.decode("latin-1").split(";", 1)[0].strip().lower()
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     status: int
     body: bytes
     content_type: bytes = b"application/json"
-    headers: Headers = field(default_factory=list)
+    headers: Headers | tuple[()] = ()
 
 
 def _numpy_fallback(value: object) -> object:

@@ -1,4 +1,4 @@
-"""The supervisor: resolve the model once, open the socket, run N workers, drain on SIGTERM.
+"""The supervisor: resolve the model once, open the sockets, run N workers, drain on SIGTERM.
 
 The supervisor itself imports neither MLflow nor scikit-learn: resolution runs in a child process
 and workers are forked before they import the model's libraries, so the whole process tree stays
@@ -34,12 +34,12 @@ ABORT_GRACE_SECONDS = 3.0
 
 
 class Supervisor:
-    def __init__(self, settings: ServiceSettings, sock: socket.socket, workers: int) -> None:
+    def __init__(self, settings: ServiceSettings, sockets: list[socket.socket]) -> None:
         self.settings = settings
-        self.sock = sock
-        self.count = workers
+        self.sockets = sockets  # one per worker slot, kept open here while its worker restarts
+        self.count = len(sockets)
         self.children: dict[int, int] = {}  # pid -> slot on the board
-        self.board = WorkerBoard(workers)
+        self.board = WorkerBoard(self.count)
         self.stopping = False
         self.exit_status = 0
 
@@ -50,10 +50,13 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             board.current = (self.board, slot)
+            for other in self.sockets:
+                if other is not self.sockets[slot]:
+                    other.close()
             from diabetes_service.worker import run_worker
 
             try:
-                run_worker(self.sock, self.settings.graceful_timeout_seconds)
+                run_worker(self.sockets[slot], self.settings.graceful_timeout_seconds)
                 os._exit(0)
             except BaseException:
                 logging.getLogger("diabetes_service").exception("worker crashed")
@@ -118,14 +121,40 @@ class Supervisor:
         return self.exit_status
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` listening sockets on one port, one per worker.
+
+    Workers accepting from one shared socket split keep-alive connections unevenly: whichever
+    wakes first takes a whole burst, and a proxy's few long-lived connections can all land on one
+    worker while the others idle. With SO_REUSEPORT the kernel spreads new connections over the
+    workers' own sockets by a hash of each connection's addresses.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    reuse_port = count > 1 and hasattr(socket, "SO_REUSEPORT")
+    sockets: list[socket.socket] = []
+    if reuse_port:
+        # SO_REUSEPORT would also let this service join another one already listening on the
+        # port (the same user's second `diabetes serve`, say): a plain bind first says it is taken.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+    try:
+        for _ in range(count if reuse_port else 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]  # port 0 picks a free port once; the others join it
+            sock.listen(2048)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets if reuse_port else sockets * count
 
 
 def serve(settings: ServiceSettings) -> int:
@@ -139,8 +168,8 @@ def serve(settings: ServiceSettings) -> int:
     try:
         if not needs_mlflow(settings.model_uri):
             local_model(settings.model_uri)  # a missing path is said at once, before any fork
-        sock = bind(settings.host, settings.port)
         workers = settings.workers or cpu_limit()
+        sockets = bind(settings.host, settings.port, workers)
         (workdir / "metrics").mkdir()
         os.environ.update(
             {
@@ -149,7 +178,7 @@ def serve(settings: ServiceSettings) -> int:
                 "DIABETES_METRICS_DIR": str(workdir / "metrics"),
             }
         )
-        supervisor = Supervisor(ServiceSettings(), sock, workers)
+        supervisor = Supervisor(ServiceSettings(), sockets)
         supervisor.start()
         try:
             resolved = resolve(settings.model_uri, settings.tracking_uri, compile_to=workdir / "compiled")
@@ -167,12 +196,13 @@ def serve(settings: ServiceSettings) -> int:
             resolved.name,
             resolved.version,
             settings.host,
-            sock.getsockname()[1],
+            sockets[0].getsockname()[1],
             workers,
         )
         try:
             return supervisor.run()
         finally:
-            sock.close()
+            for sock in set(sockets):
+                sock.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

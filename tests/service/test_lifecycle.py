@@ -161,3 +161,67 @@ def test_requests_over_the_concurrency_limit_get_a_retryable_503(service, slow_m
     assert sorted(statuses)[0] == 200
     assert 503 in statuses
     assert set(statuses) <= {200, 503}
+
+
+def _worker_connections(svc, client_ports: set[int]) -> dict[int, int]:
+    """How many of these clients' connections each worker process has accepted."""
+    import psutil
+
+    counts = {}
+    for worker in psutil.Process(svc.proc.pid).children():
+        counts[worker.pid] = sum(1 for c in worker.net_connections("tcp") if c.raddr and c.raddr.port in client_ports)
+    return counts
+
+
+def test_a_burst_of_keep_alive_connections_is_spread_over_the_workers(service, example_model_pkl):
+    import socket
+
+    svc = service(str(example_model_pkl), workers=2).start()
+    # A proxy's pool opens its connections at once and keeps them: with one shared listening socket
+    # the first worker awake accepted the whole burst and the other idled for the pool's lifetime.
+    clients = [socket.socket() for _ in range(16)]
+    for client in clients:  # all at once, as a load generator or a proxy's pool does
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", svc.port))
+    ports = {client.getsockname()[1] for client in clients}
+    try:
+        deadline = time.monotonic() + 5
+        while sum((counts := _worker_connections(svc, ports)).values()) < 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(counts.values())[0] >= 1, counts
+        assert sum(counts.values()) == 16
+    finally:
+        for client in clients:
+            client.close()
+    # What spreads them whatever the timing: each worker accepts from a listening socket of its
+    # own on the port, and the kernel picks the socket by a hash of the connection's addresses.
+    listening = _listening_sockets(svc)
+    assert len(listening) == 2
+    assert all(len(inodes) == 1 for inodes in listening.values()), listening
+    assert len(set().union(*listening.values())) == 2, listening
+
+
+def _listening_sockets(svc) -> dict[int, set[str]]:
+    """The listening sockets on the service's port each worker holds, by kernel identity (inode)."""
+    import psutil
+
+    found = {}
+    for worker in psutil.Process(svc.proc.pid).children():
+        sockets = worker.net_connections("tcp")
+        fds = {c.fd for c in sockets if c.status == psutil.CONN_LISTEN and c.laddr.port == svc.port}
+        found[worker.pid] = {os.readlink(f"/proc/{worker.pid}/fd/{fd}") for fd in fds}
+    return found
+
+
+def test_a_port_already_served_is_refused_with_one_clear_line(service, example_model_pkl):
+    first = service(str(example_model_pkl), workers=2).start()
+    second = subprocess.run(
+        [DIABETES, "serve", "--model-uri", str(example_model_pkl), "--port", str(first.port), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{first.port}" in second.stderr
+    assert "in use" in second.stderr
+    assert requests.get(first.url + "/health/ready", timeout=5).status_code == 200

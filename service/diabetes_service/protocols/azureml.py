@@ -44,7 +44,7 @@ class AzureMLProtocol:
 
     async def score(self, request: Request) -> Response:
         require_json(request)
-        core = await self.state.core_when_warm()
+        core = self.state.core or await self.state.core_when_warm()
         try:
             parsed = ScoreRequest.model_validate_json(request.body)
         except ValidationError as exc:
