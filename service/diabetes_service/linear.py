@@ -28,11 +28,12 @@ class LinearRegressor:
 
     def __init__(self, coef_t: np.ndarray, intercept: np.ndarray, estimator_name: str) -> None:
         self.coef_t = coef_t
-        self.intercept = intercept
+        # A single target's intercept as a Python float: adding one to an array is the cheaper call.
+        self.intercept = float(intercept) if np.ndim(intercept) == 0 else intercept
         self.estimator_name = estimator_name
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.coef_t + self.intercept
+        return x.dot(self.coef_t) + self.intercept
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"coef_t": self.coef_t, "intercept": np.asarray(self.intercept)}

@@ -60,3 +60,16 @@ def test_a_user_subclass_keeps_its_own_predict(example_data):
     finally:
         SlowToPredictRidge.PREDICT_SECONDS = 1.0
     assert not uses_fast_path(core, "predict")
+
+
+def test_huge_but_finite_predictions_are_answered_and_overflow_names_its_row(example_model_pkl):
+    from diabetes_service.core import InvalidInput
+
+    core = ScoringCore(load_model(example_model_pkl), ModelIdentity("m", "1"), max_rows=10_000)
+    core.warm_up()
+    huge = np.full((2, 10), 1e200)  # predictions near 1e202: finite, though their squares are not
+    assert np.isfinite(core.predict(huge, "predict")).all()
+    overflowing = np.vstack([huge, np.full((1, 10), 1e308)])
+    with pytest.raises(InvalidInput) as raised:
+        core.predict(overflowing, "predict")
+    assert raised.value.field == "data[2]"
