@@ -45,6 +45,7 @@ def _from_spec(path: str) -> dict[str, Any]:
         "model_uri": spec.model_uri,
         "service_name": spec.name,
         "max_concurrent_requests": spec.max_concurrent_requests,
+        "scoring_timeout_seconds": spec.scoring_timeout_seconds,
     }
 
 

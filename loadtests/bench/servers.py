@@ -87,31 +87,20 @@ def mlflow_serve(store: Store, workers: int) -> Server:
 
 
 def constant(workers: int) -> Server:
-    """The constant-reply ASGI app on uvicorn + httptools + uvloop: the ceiling of this server stack."""
+    """The constant-reply ASGI app on uvicorn + httptools + uvloop, workers laid out as ours: the ceiling."""
     return Server(
         key="constant",
         label="constant-reply ASGI app",
         cmd=lambda port: [
             sys.executable,
             "-m",
-            "uvicorn",
-            "loadtests.bench.constant_app:app",
+            "loadtests.bench.constant_server",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--workers",
             str(workers),
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-            # As the scoring service's workers: no uvicorn access log, no Server/Date headers.
-            "--no-access-log",
-            "--no-server-header",
-            "--no-date-header",
-            "--log-level",
-            "warning",
         ],
         env=clean_env(),
         ready_path="/",

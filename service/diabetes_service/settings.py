@@ -43,6 +43,9 @@ class ServiceSettings(BaseSettings):
     max_concurrent_requests: int | None = Field(
         default=None, ge=1, description="per replica; more at once are answered 503 (retryable)"
     )
+    scoring_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="a prediction run off the event loop that takes longer is answered 504"
+    )
     access_log: bool = True
     graceful_timeout_seconds: float = Field(default=30.0, ge=0)
 

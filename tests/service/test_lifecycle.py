@@ -225,3 +225,16 @@ def test_a_port_already_served_is_refused_with_one_clear_line(service, example_m
     assert f"cannot listen on 127.0.0.1:{first.port}" in second.stderr
     assert "in use" in second.stderr
     assert requests.get(first.url + "/health/ready", timeout=5).status_code == 200
+
+
+def test_a_prediction_over_the_scoring_timeout_is_a_408_and_the_service_goes_on(
+    service, slow_models, repo_on_path, example_data
+):
+    env = {**repo_on_path, "DIABETES_SCORING_TIMEOUT_SECONDS": "0.3"}
+    svc = service(str(slow_models["predict"]), env=env).start()  # each prediction takes 1 s
+    started = time.monotonic()
+    answer = requests.post(svc.url + "/score", json={"data": example_data.x_test[:1]}, timeout=30)
+    assert answer.status_code == 408
+    assert "0.3 s scoring timeout" in answer.json()["message"]
+    assert time.monotonic() - started < 0.9
+    assert requests.get(svc.url + "/health/ready", timeout=5).status_code == 200

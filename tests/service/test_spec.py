@@ -50,3 +50,18 @@ def test_spec_names_the_service_and_flags_override_its_model(service, example_mo
             timeout=5,
         )
         assert [round(v, 3) for v in answer.json()] == [235.112, 246.799]
+
+
+def test_spec_limits_reach_the_service_settings(monkeypatch):
+    import argparse
+
+    from diabetes_cli.serve import build_settings
+    from diabetes_deploy.spec import load_spec
+
+    monkeypatch.setenv("DIABETES_API_KEYS", "spec-test-key")
+    flags = ("model_uri", "host", "port", "workers", "tracking_uri")
+    settings = build_settings(argparse.Namespace(spec=SPEC, **dict.fromkeys(flags)))
+    spec = load_spec(SPEC)
+    assert settings.scoring_timeout_seconds == spec.scoring_timeout_seconds
+    assert settings.max_concurrent_requests == spec.max_concurrent_requests
+    assert settings.service_name == spec.name
