@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
@@ -16,6 +17,22 @@ def example_test_rows() -> list[list[float]]:
     x, y = load_diabetes(return_X_y=True)
     _, x_test, _, _ = train_test_split(x, y, test_size=0.2, random_state=0)
     return x_test.tolist()
+
+
+def save_pipeline(path: Path) -> Path:
+    """The worked example's data fitted by StandardScaler + Ridge, dumped with joblib: a model the
+    service cannot compile, so that scikit-learn's per-call checks are paid on every call."""
+    import joblib
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_diabetes(return_X_y=True)
+    x_train, _, y_train, _ = train_test_split(x, y, test_size=0.2, random_state=0)
+    joblib.dump(make_pipeline(StandardScaler(), Ridge(alpha=0.03)).fit(x_train, y_train), path)
+    return path
 
 
 def take_rows(rows: list[list[float]], count: int) -> list[list[float]]:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from loadtests.bench import report, servers
-from loadtests.bench.data import example_test_rows, take_rows
+from loadtests.bench.data import example_test_rows, save_pipeline, take_rows
 from loadtests.bench.probe import ProbeError, check_scored, post, wait_until_scoring
 from loadtests.bench.processes import ServerProcess, free_port
 from loadtests.bench.results import Cell, Results, Startup
@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--also-no-access-log",
         action="store_true",
         help="also measure `diabetes serve` with DIABETES_ACCESS_LOG=false (the default run keeps it on, as shipped)",
+    )
+    parser.add_argument(
+        "--also-pipeline",
+        action="store_true",
+        help="also measure a StandardScaler + Ridge pipeline (served by scikit-learn itself), with concurrent "
+        "requests gathered into one call and with one call each (DIABETES_GATHER_REQUESTS=false)",
     )
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
@@ -172,6 +178,10 @@ class Bench:
         if args.also_no_access_log:
             quiet = servers.ours(store, store.model_uri, args.workers, cache, access_log=False)
             self.results.registry_cached = self.measure(quiet, test_rows)
+        if args.also_pipeline:
+            model = save_pipeline(self._mkdir("pipeline") / "model.pkl")
+            for gather in (True, False):
+                self.measure(servers.pipeline(store, model, args.workers, cache, gather=gather), test_rows)
         self.measure(servers.constant(args.workers), test_rows)
         if not args.skip_mlflow:
             self.measure(servers.mlflow_serve(store, args.workers), test_rows)

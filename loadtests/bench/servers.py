@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from loadtests.bench.data import azureml_body, mlflow_body
@@ -55,6 +55,17 @@ def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log:
         score_path="/score",
         body=azureml_body,
         worker_ready_line=r"^model .* ready \(",
+    )
+
+
+def pipeline(store: Store, model_path: Path, workers: int, cache: Path, *, gather: bool) -> Server:
+    """`diabetes serve` on a scikit-learn pipeline (not compiled: scikit-learn runs on every call)."""
+    base = ours(store, str(model_path), workers, cache)
+    return replace(
+        base,
+        key="pipeline" if gather else "pipeline-alone",
+        label="sklearn pipeline, gathered" if gather else "sklearn pipeline, one call each",
+        env={**base.env, "DIABETES_GATHER_REQUESTS": "true" if gather else "false"},
     )
 
 

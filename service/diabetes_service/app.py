@@ -26,6 +26,7 @@ from diabetes_service.loading import load_compiled, load_model
 from diabetes_service.metrics import Metrics
 from diabetes_service.protocols.azureml import AzureMLProtocol
 from diabetes_service.resolution import await_announcement
+from diabetes_service.runner import ScoringTimeout
 from diabetes_service.settings import ServiceSettings
 from diabetes_service.state import NOT_READY_HEADERS, ServiceState
 
@@ -161,6 +162,10 @@ class ScoringApp:
         except InvalidInput as exc:
             message = f"{exc.field}: {exc.message}" if exc.field else exc.message
             response = error_response(HTTPError(exc.status, message, exc.field))
+        except ScoringTimeout as exc:
+            # 408, as Azure ML endpoints answer past their request timeout: clients do not retry it
+            # as they would a gateway's 504.
+            response = error_response(HTTPError(408, str(exc)))
         except Exception:
             log.exception("unexpected error (request %s)", request_id)
             response = error_response(HTTPError(500, f"internal error; quote request id {request_id}"))

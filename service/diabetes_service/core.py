@@ -7,6 +7,7 @@ Every caller mistake found here is an `InvalidInput` naming the field and the pr
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -16,16 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from diabetes_service.linear import compile_verified
+from diabetes_service.linear import answers_agree, compile_verified
 from diabetes_service.loading import Feature, LoadedModel
 
 METHODS = ("predict", "predict_proba")
+
+log = logging.getLogger("diabetes_service")
 
 # Above these, a prediction runs in a thread: the event loop keeps accepting and answering probes
 # (and a SIGTERM finds every waiting request already in flight). Below, a thread hop costs more
 # than the prediction itself.
 SLOW_CALL_SECONDS = 0.002
 SLOW_ROW_COUNT = 2000
+# Requests are gathered into one call (runner.py) for models whose call costs more than this
+# (scikit-learn's own checks); a model slower than the second bound is not probed row by row.
+GATHER_CALL_SECONDS = 50e-6
+GATHER_PROBE_LIMIT_SECONDS = 0.05
 
 
 class InvalidInput(Exception):
@@ -65,6 +72,7 @@ class ScoringCore:
         self.default_method = "predict_proba" if "predict_proba" in self.methods else "predict"
         self.example_rows = loaded.input_example or [[0.0] * len(self.features)]
         self.slow_seconds_per_call = 0.0
+        self.gathers = False
         self._predictors: dict[str, Callable[[np.ndarray], np.ndarray]] = {
             method: getattr(self.estimator, method) for method in self.methods
         }
@@ -88,6 +96,20 @@ class ScoringCore:
         for method in self.methods:
             self._predictors[method](probe[:1])
         self.slow_seconds_per_call = time.perf_counter() - started
+        per_call = self.slow_seconds_per_call / len(self.methods)
+        self.gathers = GATHER_CALL_SECONDS < per_call < GATHER_PROBE_LIMIT_SECONDS and self._rows_independent(probe[:4])
+
+    def _rows_independent(self, probe: np.ndarray) -> bool:
+        """Whether rows scored together get the answers they get alone: then gathering is invisible."""
+        try:
+            for method in self.methods:
+                predict = self._predictors[method]
+                alone = np.concatenate([predict(probe[i : i + 1]) for i in range(len(probe))])
+                if not answers_agree(predict(probe), alone):
+                    return False
+            return True
+        except Exception:  # any doubt: every request gets a call of its own
+            return False
 
     def blocks(self, rows: int) -> bool:
         """Whether scoring `rows` rows takes long enough to keep off the event loop."""
@@ -146,7 +168,16 @@ class ScoringCore:
 
     def predict(self, matrix: np.ndarray, method: str, field: str = "data") -> np.ndarray:
         """Run `method` (already chosen with `choose_method`) on a validated matrix."""
-        result = self._predictors[method](matrix)
+        try:
+            result = self._predictors[method](matrix)
+        except ValueError as exc:
+            # Finite doubles of the right shape that the model still refuses, e.g. a scaler's
+            # output overflowing: the values' fault, not the service's. Its words stay in the log,
+            # since a model's own message may quote the input.
+            log.warning("the model refused a request's values: %s", exc)
+            raise InvalidInput(
+                "the model cannot score these values (out of the range it handles)", field, status=422
+            ) from None
         # Finite inputs far outside the training range can overflow; answering null would be a silent wrong answer.
         if result.dtype.kind == "f" and not _all_finite(result):
             row = int(np.argwhere(~np.isfinite(result))[0][0])

@@ -96,6 +96,15 @@ def _compile(estimator: Any) -> CompiledModel | None:
     return None
 
 
+def answers_agree(ours: np.ndarray, theirs: np.ndarray) -> bool:
+    """The same answers: equal labels, numbers equal to 1e-12 (summation order may differ)."""
+    if ours.shape != theirs.shape:
+        return False
+    if ours.dtype.kind in "fc":
+        return bool(np.allclose(ours, theirs, rtol=1e-12, atol=1e-12))
+    return bool(np.array_equal(ours, theirs))
+
+
 def compile_verified(estimator: Any, probe: np.ndarray) -> CompiledModel | None:
     """The compiled form of `estimator`, if it answers exactly as the estimator on `probe`."""
     try:
@@ -107,11 +116,7 @@ def compile_verified(estimator: Any, probe: np.ndarray) -> CompiledModel | None:
                 return None
             if not hasattr(compiled, method):
                 continue
-            ours, theirs = getattr(compiled, method)(probe), getattr(estimator, method)(probe)
-            if ours.dtype.kind in "fc":
-                if not np.allclose(ours, theirs, rtol=1e-12, atol=1e-12):
-                    return None
-            elif not np.array_equal(ours, theirs):
+            if not answers_agree(getattr(compiled, method)(probe), getattr(estimator, method)(probe)):
                 return None
         return compiled
     except Exception:  # any doubt: the estimator serves itself

@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     scoring_timeout_seconds: float | None = Field(
         default=None, gt=0, description="a prediction run off the event loop that takes longer is answered 504"
     )
+    gather_requests: bool = Field(
+        default=True, description="score concurrent requests in one estimator call where that is cheaper (runner.py)"
+    )
     access_log: bool = True
     graceful_timeout_seconds: float = Field(default=30.0, ge=0)
 

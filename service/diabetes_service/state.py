@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from diabetes_service import board
 from diabetes_service.core import ScoringCore
 from diabetes_service.http import HTTPError
+from diabetes_service.runner import PredictionRunner
 from diabetes_service.settings import ServiceSettings
 
 NOT_READY_HEADERS = [(b"retry-after", b"1")]
@@ -20,6 +21,7 @@ LOADING_WAIT_SECONDS = 10.0
 class ServiceState:
     settings: ServiceSettings
     core: ScoringCore | None = None
+    runner: PredictionRunner | None = None  # set with `core`
     warm: bool = False  # loaded and has answered a warm-up prediction
     draining: bool = False  # SIGTERM received: finish what is in flight, take nothing new
     model_name: str = field(init=False)
@@ -34,6 +36,8 @@ class ServiceState:
         return self.settings.auth_enabled
 
     def mark_warm(self, core: ScoringCore) -> None:
+        settings = self.settings
+        self.runner = PredictionRunner(core, settings.scoring_timeout_seconds, gather=settings.gather_requests)
         self.core = core
         self.warm = True
         if board.current is not None:

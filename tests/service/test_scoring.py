@@ -187,3 +187,24 @@ def test_a_non_linear_model_is_served_by_scikit_learn_itself(service, tmp_path, 
         got = score(svc, {"data": example_data.x_test, "method": "predict"}).json()
         assert got == model.predict(np.array(example_data.x_test)).tolist()
         assert any("/sklearn/" in maps for maps in worker_libraries(svc))
+
+
+def test_concurrent_requests_to_a_gathering_model_get_their_own_answers(service, example_data, tmp_path):
+    """A scikit-learn pipeline is gathered (runner.py): under concurrency each caller still gets its rows' answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), Ridge(alpha=0.03)).fit(example_data.x_train, example_data.y_train)
+    joblib.dump(model, tmp_path / "model.pkl")
+    x = example_data.x_test
+    bodies = [x[i : i + 1 + i % 4] for i in range(64)]
+    with service(str(tmp_path / "model.pkl"), workers=2) as svc, ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda rows: score(svc, {"data": rows, "method": "predict"}), bodies))
+    for rows, answer in zip(bodies, answers, strict=True):
+        assert answer.status_code == 200
+        np.testing.assert_allclose(answer.json(), model.predict(np.array(rows)), rtol=1e-12)

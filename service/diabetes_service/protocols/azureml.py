@@ -6,14 +6,10 @@ and answers a bare JSON list, one entry per row.
 
 from __future__ import annotations
 
-import asyncio
-
-import numpy as np
 import orjson
 from pydantic import ValidationError
 
 from diabetes_client.schema import ScoreRequest
-from diabetes_service.core import ScoringCore
 from diabetes_service.http import HTTPError, Request, Response, json_response, text_response
 from diabetes_service.openapi import openapi_document
 from diabetes_service.state import ServiceState
@@ -53,24 +49,10 @@ class AzureMLProtocol:
             raise http_error(exc) from None
         method = core.choose_method(parsed.method)
         matrix = core.matrix(parsed.data)
-        if core.blocks(len(matrix)):
-            result = await self._predict_in_thread(core, matrix, method)
-        else:
-            result = core.predict(matrix, method)
+        result = await self.state.runner.predict(matrix, method)  # type: ignore[union-attr]
         request.rows = len(parsed.data)
         request.scoring_method = method
         return json_response(result)
-
-    async def _predict_in_thread(self, core: ScoringCore, matrix: np.ndarray, method: str) -> np.ndarray:
-        timeout = self.state.settings.scoring_timeout_seconds
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(core.predict, matrix, method), timeout)
-        except TimeoutError:
-            # 408, as Azure ML endpoints answer past their request timeout, so that clients do not
-            # retry it as they would a gateway's 504. The thread cannot be stopped: it finishes alone.
-            raise HTTPError(
-                408, f"scoring took longer than the {timeout:g} s scoring timeout; send fewer rows per request"
-            ) from None
 
     async def swagger(self, request: Request) -> Response:
         if self._swagger is None:
