@@ -33,6 +33,7 @@ def test_short_run_prints_the_table_and_ours_answers_without_errors(tmp_path: Pa
             "--warmup=0",
             "--connections=1,2",
             "--skip-mlflow",
+            "--also-pipeline",
             f"--json={out_json}",
         ],
         cwd=REPO,
@@ -50,14 +51,20 @@ def test_short_run_prints_the_table_and_ours_answers_without_errors(tmp_path: Pa
         assert len(cell) == len(header)
         assert all(NUMBER.match(value) for value in cell[1:]), cell
         by_server.setdefault(cell[0], []).append(cell)
-    # Both fast servers, every body size and connection count; mlflow left out as asked.
-    assert sorted(by_server) == ["constant-reply ASGI app", "diabetes serve"]
+    # The fast servers and the pipeline both ways, every body size and connection count; no mlflow.
+    assert sorted(by_server) == [
+        "constant-reply ASGI app",
+        "diabetes serve",
+        "sklearn pipeline, gathered",
+        "sklearn pipeline, one call each",
+    ]
     for rows in by_server.values():
         assert {(row[1], row[2]) for row in rows} == {("1", "1"), ("1", "2"), ("100", "1"), ("100", "2")}
     errors = header.index("errors")
-    for row in by_server["diabetes serve"]:
-        assert float(row[3].replace(",", "")) > 0, row
-        assert row[errors] == "0", row
+    for server in ("diabetes serve", "sklearn pipeline, gathered", "sklearn pipeline, one call each"):
+        for row in by_server[server]:
+            assert float(row[3].replace(",", "")) > 0, row
+            assert row[errors] == "0", row
 
     # The targets are printed with a verdict; the one needing mlflow says it was not measured.
     assert re.search(r"1-row req/s ≥ 30× mlflow models serve .* n/a\s+n/a", done.stdout)
