@@ -98,7 +98,8 @@ class ScoringApp:
         except Exception as exc:  # the model's own code failed while warming up
             self._fail(f"the model failed its warm-up prediction: {type(exc).__name__}: {exc}")
         self.state.mark_warm(core)
-        self.metrics.serving(self.state.model_name, self.state.model_version)
+        assert self.state.runner is not None  # set by mark_warm
+        self.metrics.serving(self.state.model_name, self.state.model_version, self.state.runner.calls)
         log.info(
             "model %s version %s ready (%s)",
             self.state.model_name,

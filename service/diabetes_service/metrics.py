@@ -35,6 +35,7 @@ class Totals:
         # Per route: a count per latency bucket, one for over the last bucket, then the sum of seconds.
         self.latency: dict[str, list[float]] = {}
         self.predictions: dict[str, int] = {}
+        self.model_calls: dict[str, int] = {}
         self.models: set[tuple[str, str]] = set()
 
     def to_json(self) -> bytes:
@@ -43,6 +44,7 @@ class Totals:
                 "requests": [[route, status, count] for (route, status), count in self.requests.items()],
                 "latency": self.latency,
                 "predictions": self.predictions,
+                "model_calls": self.model_calls,
                 "models": sorted(self.models),
             }
         )
@@ -55,6 +57,8 @@ class Totals:
             self.latency[route] = [a + b for a, b in zip(mine, counts, strict=True)]
         for method, rows in snapshot["predictions"].items():
             self.predictions[method] = self.predictions.get(method, 0) + rows
+        for method, calls in snapshot["model_calls"].items():
+            self.model_calls[method] = self.model_calls.get(method, 0) + calls
         self.models.update((name, version) for name, version in snapshot["models"])
 
 
@@ -83,8 +87,10 @@ class Metrics:
         predictions = self.totals.predictions
         predictions[method] = predictions.get(method, 0) + rows
 
-    def serving(self, name: str, version: str) -> None:
+    def serving(self, name: str, version: str, model_calls: dict[str, int]) -> None:
+        """The model is loaded: label it, and count its calls from `model_calls` (the runner's, kept live)."""
         self.totals.models.add((name, version))
+        self.totals.model_calls = model_calls
         self.save()
 
     def render(self) -> bytes:
@@ -142,6 +148,14 @@ class _Exposition:
         for method, rows in sorted(totals.predictions.items()):
             predictions.add_metric([method], rows)
         yield predictions
+        calls = CounterMetricFamily(
+            "diabetes_model_calls",
+            "Calls to the model, by method (fewer than requests when gathered)",
+            labels=["method"],
+        )
+        for method, count in sorted(totals.model_calls.items()):
+            calls.add_metric([method], count)
+        yield calls
         model = GaugeMetricFamily(
             "diabetes_model_info",
             "The served model (value 1), labelled with its name and version",

@@ -37,6 +37,7 @@ class PredictionRunner:
         self.core = core
         self.timeout = timeout
         self.gathers = gather and core.gathers
+        self.calls: dict[str, int] = {}  # the model's own calls, by method: fewer than requests when gathered
         self._gatherers: dict[str, _Gatherer] = {}
 
     async def predict(self, matrix: np.ndarray, method: str) -> np.ndarray:
@@ -44,8 +45,9 @@ class PredictionRunner:
         if self.gathers:
             gatherer = self._gatherers.get(method)
             if gatherer is None:
-                gatherer = self._gatherers[method] = _Gatherer(core, method)
+                gatherer = self._gatherers[method] = _Gatherer(core, method, self.calls)
             return await self._bounded(gatherer.submit(matrix))
+        self.calls[method] = self.calls.get(method, 0) + 1
         if core.blocks(len(matrix)):
             return await self._bounded(asyncio.to_thread(core.predict, matrix, method))
         return core.predict(matrix, method)
@@ -66,9 +68,10 @@ Outcome = np.ndarray | BaseException
 class _Gatherer:
     """The requests waiting to be scored with one method, and the call that scores them."""
 
-    def __init__(self, core: ScoringCore, method: str) -> None:
+    def __init__(self, core: ScoringCore, method: str, calls: dict[str, int]) -> None:
         self.core = core
         self.method = method
+        self.calls = calls
         self.waiting: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
         self.scheduled = False
         self.in_thread: asyncio.Task[None] | None = None
@@ -94,6 +97,7 @@ class _Gatherer:
             rows += len(batch[-1][0])
         matrices = [matrix for matrix, _ in batch]
         answers = [answer for _, answer in batch]
+        self.calls[self.method] = self.calls.get(self.method, 0) + 1
         if self.core.blocks(rows):
             self.in_thread = asyncio.get_running_loop().create_task(self._score_in_thread(matrices, answers))
         else:

@@ -21,12 +21,13 @@ def _save(model, folder: Path) -> Path:
 def slow_models(tmp_path_factory: pytest.TempPathFactory, example_data: ExampleData) -> dict[str, Path]:
     import pandas as pd
 
-    from tests.service.slow_models import SlowToLoadRidge, SlowToPredictRidge
+    from tests.service.slow_models import SlowishRidge, SlowToLoadRidge, SlowToPredictRidge
 
     frame = pd.DataFrame(example_data.x_train, columns=FEATURES)
     return {
         "load": _save(SlowToLoadRidge(alpha=0.03).fit(frame, example_data.y_train), tmp_path_factory.mktemp("l")),
         "predict": _save(SlowToPredictRidge(alpha=0.03).fit(frame, example_data.y_train), tmp_path_factory.mktemp("p")),
+        "slowish": _save(SlowishRidge(alpha=0.03).fit(frame, example_data.y_train), tmp_path_factory.mktemp("s")),
     }
 
 

@@ -25,3 +25,13 @@ class SlowToPredictRidge(Ridge):
     def predict(self, X):
         time.sleep(self.PREDICT_SECONDS)
         return super().predict(X)
+
+
+class SlowishRidge(Ridge):
+    """Every call takes 20 ms whatever its rows, as a heavy model's would: requests pile up meanwhile."""
+
+    PREDICT_SECONDS = 0.02
+
+    def predict(self, X):
+        time.sleep(self.PREDICT_SECONDS)
+        return super().predict(X)

@@ -238,3 +238,29 @@ def test_a_prediction_over_the_scoring_timeout_is_a_408_and_the_service_goes_on(
     assert "0.3 s scoring timeout" in answer.json()["message"]
     assert time.monotonic() - started < 0.9
     assert requests.get(svc.url + "/health/ready", timeout=5).status_code == 200
+
+
+def test_requests_that_pile_up_behind_a_slow_model_share_its_calls(service, slow_models, repo_on_path, example_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    svc = service(str(slow_models["slowish"]), env=repo_on_path, workers=2).start()  # 20 ms a call
+    rows = example_data.x_test
+
+    def call(i: int) -> requests.Response:
+        return requests.post(svc.url + "/score", json={"data": rows[i : i + 2], "method": "predict"}, timeout=30)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, range(32)))
+    assert [answer.status_code for answer in answers] == [200] * 32
+    assert [len(answer.json()) for answer in answers] == [2] * 32
+    assert [round(v, 3) for v in answers[0].json()] == [235.112, 246.799]
+    time.sleep(0.3)  # every worker's counts published
+    text = requests.get(svc.url + "/metrics", timeout=5).text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith(("diabetes_model_calls_total", "diabetes_predictions_total")):
+            name, _, value = line.rpartition(" ")
+            counts[name] = float(value)
+    assert counts['diabetes_predictions_total{method="predict"}'] == 64
+    # 32 requests at 20 ms a call would take 0.32 s per worker one by one; gathered, a handful of calls.
+    assert counts['diabetes_model_calls_total{method="predict"}'] < 16

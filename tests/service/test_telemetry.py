@@ -67,8 +67,8 @@ def test_metrics_add_up_every_workers_snapshot_dead_ones_included(tmp_path):
         metrics.observe("/score", 200, seconds)
         metrics.count_predictions("predict", 10)
     gone.observe("/score", 422, 0.0001)
-    gone.serving("m", "3")
-    alive.serving("m", "3")
+    gone.serving("m", "3", {"predict": 2})
+    alive.serving("m", "3", {"predict": 1})
     gone.save()
 
     sample = _samples(alive.render())
@@ -82,6 +82,7 @@ def test_metrics_add_up_every_workers_snapshot_dead_ones_included(tmp_path):
     assert sample[bucket.format("+Inf")] == 4
     assert sample['diabetes_http_request_duration_seconds_count{route="/score"}'] == 4
     assert abs(sample['diabetes_http_request_duration_seconds_sum{route="/score"}'] - 7.0035) < 1e-9
+    assert sample['diabetes_model_calls_total{method="predict"}'] == 3
     assert sample['diabetes_model_info{name="m",version="3"}'] == 1
 
 
