@@ -30,6 +30,7 @@ from diabetes_service.settings import ServiceSettings
 log = logging.getLogger("diabetes_service.supervisor")
 
 RESTART_BACKOFF_SECONDS = 1.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ABORT_GRACE_SECONDS = 3.0
 
 
@@ -45,23 +46,34 @@ class Supervisor:
 
     def spawn(self, slot: int) -> None:
         self.board.mark(slot, False)
-        pid = os.fork()
-        if pid == 0:  # the worker
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            board.current = (self.board, slot)
-            for other in self.sockets:
-                if other is not self.sockets[slot]:
-                    other.close()
-            from diabetes_service.worker import run_worker
-
-            try:
-                run_worker(self.sockets[slot], self.settings.graceful_timeout_seconds)
-                os._exit(0)
-            except BaseException:
-                logging.getLogger("diabetes_service").exception("worker crashed")
-                os._exit(1)
+        # A stop signal that reached a new child before it reset its handlers would be taken by the
+        # supervisor's Python handler, then dropped once SIG_DFL is in place: the worker would not
+        # stop. Blocked around the fork, it waits for the child's own handling instead.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._work(slot)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self.children[pid] = slot
+
+    def _work(self, slot: int) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        board.current = (self.board, slot)
+        for other in self.sockets:
+            if other is not self.sockets[slot]:
+                other.close()
+        from diabetes_service.worker import run_worker
+
+        try:
+            run_worker(self.sockets[slot], self.settings.graceful_timeout_seconds)
+            os._exit(0)
+        except BaseException:
+            logging.getLogger("diabetes_service").exception("worker crashed")
+            os._exit(1)
 
     def stop(self, signum: int, frame: object) -> None:
         if not self.stopping:
@@ -83,7 +95,7 @@ class Supervisor:
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        # They hold no model and no request; one caught mid-start-up may miss SIGTERM, so the
+        # They hold no model and no request; should one not stop (a model's import hanging), the
         # wait is bounded and ends with SIGKILL.
         deadline = time.monotonic() + ABORT_GRACE_SECONDS
         while self.children and time.monotonic() < deadline:
