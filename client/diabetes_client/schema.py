@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, TypeAdapter
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
 Method = Literal["predict", "predict_proba"]
 METHODS: tuple[Method, ...] = ("predict", "predict_proba")
@@ -43,6 +53,21 @@ class ScoreRequest(BaseModel):
         default=None,
         description="`predict` or `predict_proba`; left out, `predict_proba` where the model has it.",
     )
+
+
+class _ListRowsRequest(ScoreRequest):
+    """The same body when every row is a list: validated without calling the row discriminator
+    (a Python function) once per row, a third of the time for 100 rows. Never an error of its own."""
+
+    data: Annotated[list[list[FeatureValue]], Field(min_length=1)]
+
+
+def parse_score_request(body: bytes | str) -> ScoreRequest:
+    """Validate a `POST /score` body; raises pydantic's ValidationError worded by ScoreRequest itself."""
+    try:
+        return _ListRowsRequest.model_validate_json(body)
+    except ValidationError:
+        return ScoreRequest.model_validate_json(body)
 
 
 class ErrorBody(BaseModel):

@@ -141,6 +141,12 @@ class ScoringCore:
         """Rows of already-validated finite numbers to an (n_rows, n_features) float matrix."""
         self.check_row_count(len(rows), field)
         width = self.n_features
+        try:  # rows that are all lists of the right length: numpy reads them in one go
+            matrix = np.array(rows, dtype=np.float64)
+            if matrix.ndim == 2 and matrix.shape[1] == width:
+                return matrix
+        except (TypeError, ValueError):  # objects, or lists of different lengths: row by row below
+            pass
         ordered: list[Sequence[float]] = []
         for i, row in enumerate(rows):
             # Lists first: an isinstance check against the Mapping ABC costs more than the list check.

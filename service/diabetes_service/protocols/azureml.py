@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 from pydantic import ValidationError
 
-from diabetes_client.schema import ScoreRequest
+from diabetes_client.schema import parse_score_request
 from diabetes_service.http import HTTPError, Request, Response, json_response, text_response
 from diabetes_service.openapi import openapi_document
 from diabetes_service.state import ServiceState
@@ -44,7 +44,7 @@ class AzureMLProtocol:
         require_json(request)
         core = self.state.core or await self.state.core_when_warm()
         try:
-            parsed = ScoreRequest.model_validate_json(request.body)
+            parsed = parse_score_request(request.body)
         except ValidationError as exc:
             raise http_error(exc) from None
         method = core.choose_method(parsed.method)
