@@ -192,13 +192,7 @@ class ScoringApp:
         if request.rows:
             self.metrics.count_predictions(request.scoring_method, request.rows)
         self.access_log.write(
-            request_id=request_id,
-            method=request.method,
-            route=route_label,
-            status=response.status,
-            rows=request.rows,
-            latency_ms=round(elapsed * 1000, 3),
-            model_version=self.state.model_version,
+            request_id, request.method, route_label, response.status, request.rows, elapsed, self.state.model_version
         )
 
     def _take_slot(self) -> None:

@@ -27,7 +27,7 @@ def test_access_log_writes_whole_lines_in_pipe_sized_batches():
 
     async def requests() -> None:
         for i in range(500):
-            log.write(request_id=f"r{i}", route="/score", status=200)
+            log.write(f"r{i}", "POST", "/score", 200, 1, 0.0001, "3")
         await asyncio.sleep(0.2)  # the flush is due within 0.05 s
 
     asyncio.run(requests())
@@ -50,12 +50,14 @@ def test_access_log_flush_writes_what_is_pending_and_disabled_writes_nothing(tmp
         off = AccessLog(False, fd=out.fileno())
 
         async def one_request() -> None:
-            log.write(request_id="last", status=200)
-            off.write(request_id="never", status=200)
+            log.write("last", "POST", "/score", 200, 1, 0.0012345, "3")
+            off.write("never", "POST", "/score", 200, 1, 0.0012345, "3")
             log.flush()  # as at shutdown: the pending timer never fires
 
         asyncio.run(one_request())
-    assert [json.loads(line)["request_id"] for line in path.read_bytes().splitlines()] == ["last"]
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+    assert [line["request_id"] for line in lines] == ["last"]
+    assert lines[0]["latency_ms"] == 1.234
 
 
 def test_metrics_add_up_every_workers_snapshot_dead_ones_included(tmp_path):
