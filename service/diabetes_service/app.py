@@ -8,6 +8,7 @@ a background thread at start-up so that the liveness probe answers at once and r
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -97,6 +98,10 @@ class ScoringApp:
             self._fail(str(exc))
         except Exception as exc:  # the model's own code failed while warming up
             self._fail(f"the model failed its warm-up prediction: {type(exc).__name__}: {exc}")
+        # Everything loaded so far (libraries, the model) lives as long as the worker: frozen out of
+        # the collector's reach, so that a full collection under load, with requests' rows alive,
+        # need not walk scikit-learn's and SciPy's objects too (~50 ms pauses otherwise).
+        gc.freeze()
         self.state.mark_warm(core)
         assert self.state.runner is not None  # set by mark_warm
         self.metrics.serving(self.state.model_name, self.state.model_version, self.state.runner.calls)
