@@ -93,8 +93,12 @@ class _Gatherer:
         self.scheduled = False
         batch, rows = [], 0
         while self.waiting and (not batch or rows + len(self.waiting[0][0]) <= GATHER_MAX_ROWS):
-            batch.append(self.waiting.popleft())
-            rows += len(batch[-1][0])
+            matrix, answer = self.waiting.popleft()
+            if not answer.done():  # a request past the scoring timeout is not scored any more
+                batch.append((matrix, answer))
+                rows += len(matrix)
+        if not batch:
+            return
         matrices = [matrix for matrix, _ in batch]
         answers = [answer for _, answer in batch]
         self.calls[self.method] = self.calls.get(self.method, 0) + 1

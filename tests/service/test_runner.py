@@ -140,3 +140,25 @@ def test_a_gathered_call_past_the_scoring_timeout(pipeline, example_data):
     answers = score_concurrently(PredictionRunner(core, timeout=0.1), [np.array(example_data.x_test[:1])] * 2)
     assert all(isinstance(answer, ScoringTimeout) for answer in answers)
     assert "0.1 s scoring timeout" in str(answers[0])
+
+
+def test_requests_that_gave_up_while_waiting_are_not_scored(pipeline, example_data):
+    model = CountingModel(pipeline)
+    core = core_for(model)
+    model.pause = 0.4
+    core.slow_seconds_per_call = 1.0
+    model.calls.clear()
+    runner = PredictionRunner(core, timeout=0.1)
+    x = np.array(example_data.x_test)
+
+    async def scenario() -> list[object]:
+        first = asyncio.ensure_future(runner.predict(x[:1], "predict"))
+        await asyncio.sleep(0.02)  # the first call is in its thread; these two wait behind it
+        waiting = [asyncio.ensure_future(runner.predict(x[i : i + 1], "predict")) for i in (1, 2)]
+        answers = await asyncio.gather(first, *waiting, return_exceptions=True)
+        await asyncio.sleep(0.5)  # the first call is back: the next would have started by now
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert all(isinstance(answer, ScoringTimeout) for answer in answers)
+    assert model.calls == [1]
