@@ -55,10 +55,8 @@ class Totals:
         for route, counts in snapshot["latency"].items():
             mine = self.latency.setdefault(route, [0] * len(counts))
             self.latency[route] = [a + b for a, b in zip(mine, counts, strict=True)]
-        for method, rows in snapshot["predictions"].items():
-            self.predictions[method] = self.predictions.get(method, 0) + rows
-        for method, calls in snapshot["model_calls"].items():
-            self.model_calls[method] = self.model_calls.get(method, 0) + calls
+        _add_counts(self.predictions, snapshot["predictions"])
+        _add_counts(self.model_calls, snapshot["model_calls"])
         self.models.update((name, version) for name, version in snapshot["models"])
 
 
@@ -144,18 +142,12 @@ class _Exposition:
                 buckets.append((bound, cumulative))
             latency.add_metric([route], buckets, sum_value=counts[-1])
         yield latency
-        predictions = CounterMetricFamily("diabetes_predictions", "Rows scored, by method", labels=["method"])
-        for method, rows in sorted(totals.predictions.items()):
-            predictions.add_metric([method], rows)
-        yield predictions
-        calls = CounterMetricFamily(
+        yield _by_method("diabetes_predictions", "Rows scored, by method", totals.predictions)
+        yield _by_method(
             "diabetes_model_calls",
             "Calls to the model, by method (fewer than requests when gathered)",
-            labels=["method"],
+            totals.model_calls,
         )
-        for method, count in sorted(totals.model_calls.items()):
-            calls.add_metric([method], count)
-        yield calls
         model = GaugeMetricFamily(
             "diabetes_model_info",
             "The served model (value 1), labelled with its name and version",
@@ -164,3 +156,15 @@ class _Exposition:
         for name, version in sorted(totals.models):
             model.add_metric([name, version], 1)
         yield model
+
+
+def _add_counts(mine: dict[str, int], theirs: dict[str, int]) -> None:
+    for key, count in theirs.items():
+        mine[key] = mine.get(key, 0) + count
+
+
+def _by_method(name: str, documentation: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=["method"])
+    for method, count in sorted(counts.items()):
+        family.add_metric([method], count)
+    return family
