@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _from_spec(path: str) -> dict[str, Any]:
+    """The settings the spec decides, named as ServiceSettings names them."""
     try:
-        from diabetes_deploy.spec import SpecError, load_spec
+        from diabetes_deploy.spec import SpecError, load_spec, serving_settings
     except ImportError:
         raise CommandError("--spec needs the deployment package (diabetes_deploy)") from None
     try:
@@ -41,12 +42,7 @@ def _from_spec(path: str) -> dict[str, Any]:
         raise CommandError(str(exc)) from None
     if spec.auth.enabled and not os.environ.get("DIABETES_API_KEYS"):
         raise CommandError(f"{path}: auth is enabled but DIABETES_API_KEYS holds no key")
-    return {
-        "model_uri": spec.model_uri,
-        "service_name": spec.name,
-        "max_concurrent_requests": spec.max_concurrent_requests,
-        "scoring_timeout_seconds": spec.scoring_timeout_seconds,
-    }
+    return serving_settings(spec)
 
 
 def build_settings(args: argparse.Namespace) -> Any:

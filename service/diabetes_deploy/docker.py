@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diabetes_deploy.errors import DeployError
-from diabetes_deploy.spec import DeploymentSpec
+from diabetes_deploy.spec import DeploymentSpec, serving_environment
 
 CONTAINER_PORT = 8080
 # The project itself is built from the sources; the build backend follows pyproject.toml's own pins.
@@ -234,8 +234,9 @@ def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.
         "--memory-reservation", f"{int(spec.resources.memory_gb * 1024)}m",
         "--read-only", "--tmpfs", "/tmp:rw,size=256m",  # noqa: S108 - the container's own tmpfs
         "--stop-timeout", str(spec.probes.termination_grace_period_seconds),
-        "--env", f"DIABETES_SERVICE_NAME={spec.name}",
     ]  # fmt: skip
+    for name, value in serving_environment(spec).items():
+        args += ["--env", f"{name}={value}"]
     if spec.auth.enabled:
         # By name only: docker reads the value from its own environment, so no key is on a command line.
         args += ["--env", "DIABETES_API_KEYS"]

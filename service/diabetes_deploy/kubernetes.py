@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_deploy.errors import DeployError
-from diabetes_deploy.spec import DeploymentSpec, Probe
+from diabetes_deploy.spec import DeploymentSpec, Probe, serving_environment
 
 CONTAINER_PORT = 8080
 RUN_AS = 10001  # the image's `scoring` user
@@ -61,10 +61,7 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             "memory": memory_quantity(spec.resources.memory_limit_gb),
         },
     }
-    env: list[dict[str, Any]] = [
-        {"name": "DIABETES_SERVICE_NAME", "value": spec.name},
-        {"name": "DIABETES_GRACEFUL_TIMEOUT_SECONDS", "value": f"{spec.scoring_timeout_seconds:g}"},
-    ]
+    env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in serving_environment(spec).items()]
     if spec.auth.enabled:
         env.append({"name": KEYS_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec), "key": SECRET_KEY}}})
     container = {

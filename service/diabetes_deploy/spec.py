@@ -7,6 +7,7 @@ field, e.g. ``service/deployment.yaml: name: must be 3-32 characters ...``.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -281,3 +282,38 @@ def load_spec(path: str | Path) -> DeploymentSpec:
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise SpecError(f"{source}: not valid YAML{where}: {problem}") from None
     return parse_spec(data, source)
+
+
+def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
+    """What the spec decides for one replica's scoring service, by its ServiceSettings name.
+
+    Used by `diabetes serve --spec` (and so by the images `diabetes deploy` builds, which bake the
+    spec in) and by the Kubernetes manifests' environment, so that both apply the same values.
+    """
+    values: dict[str, Any] = {
+        "model_uri": spec.model_uri,
+        "service_name": spec.name,
+        "max_concurrent_requests": spec.max_concurrent_requests,
+        "scoring_timeout_seconds": spec.scoring_timeout_seconds,
+        # One worker per CPU the replica may use, as the container's cgroup would say.
+        "workers": max(1, math.ceil(spec.resources.cpu_limit)),
+        # What is left of the termination grace period once the preStop sleep is over.
+        "graceful_timeout_seconds": spec.probes.termination_grace_period_seconds - spec.probes.pre_stop_seconds,
+    }
+    if not spec.auth.enabled:
+        values["api_keys"] = ()
+    return values
+
+
+def serving_environment(spec: DeploymentSpec) -> dict[str, str]:
+    """`serving_settings` as the container's DIABETES_* variables, for Docker and Kubernetes.
+
+    The model is left out (the image carries it) and so are keys (a Secret or the caller's
+    environment holds them, never a manifest).
+    """
+    values = serving_settings(spec)
+    return {
+        f"DIABETES_{name.upper()}": f"{value:g}" if isinstance(value, float) else str(value)
+        for name, value in values.items()
+        if name not in ("model_uri", "api_keys")
+    }

@@ -120,7 +120,8 @@ class ScoringApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                asyncio.get_running_loop().run_in_executor(None, self.load)
+                if not self.state.warm:  # a replacement worker loads before it listens
+                    asyncio.get_running_loop().run_in_executor(None, self.load)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.state.draining = True
@@ -245,6 +246,6 @@ def _request_id(sent: bytes | None) -> str:
     return f"{getrandbits(128):032x}"
 
 
-def create_app() -> ScoringApp:
-    """Factory for uvicorn: every setting from the environment the supervisor prepared."""
-    return ScoringApp(ServiceSettings())
+def create_app(settings: ServiceSettings | None = None) -> ScoringApp:
+    """The app for `settings`, or, run alone (`uvicorn --factory`), for the environment's settings."""
+    return ScoringApp(settings or ServiceSettings())

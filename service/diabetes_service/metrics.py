@@ -37,6 +37,9 @@ class Totals:
         self.predictions: dict[str, int] = {}
         self.model_calls: dict[str, int] = {}
         self.models: set[tuple[str, str]] = set()
+        # Kept by the supervisor (restarts.py), in a snapshot of its own.
+        self.worker_restarts: dict[str, int] = {}
+        self.crash_looping = 0
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -46,6 +49,8 @@ class Totals:
                 "predictions": self.predictions,
                 "model_calls": self.model_calls,
                 "models": sorted(self.models),
+                "worker_restarts": self.worker_restarts,
+                "crash_looping": self.crash_looping,
             }
         )
 
@@ -58,15 +63,18 @@ class Totals:
         _add_counts(self.predictions, snapshot["predictions"])
         _add_counts(self.model_calls, snapshot["model_calls"])
         self.models.update((name, version) for name, version in snapshot["models"])
+        _add_counts(self.worker_restarts, snapshot.get("worker_restarts", {}))
+        self.crash_looping += snapshot.get("crash_looping", 0)
 
 
 class Metrics:
     content_type = CONTENT_TYPE_LATEST.encode()
 
-    def __init__(self, directory: str | None = None) -> None:
+    def __init__(self, directory: str | None = None, owner: str | None = None) -> None:
         self.totals = Totals()
         self._directory = Path(directory) if directory else None
-        self._snapshot = self._directory / f"worker-{os.getpid()}.json" if self._directory else None
+        owner = owner or str(os.getpid())
+        self._snapshot = self._directory / f"worker-{owner}.json" if self._directory else None
         self._flush = FlushLater(self.save, FLUSH_SECONDS)
 
     def observe(self, route: str, status: int, seconds: float) -> None:
@@ -156,6 +164,19 @@ class _Exposition:
         for name, version in sorted(totals.models):
             model.add_metric([name, version], 1)
         yield model
+        restarts = CounterMetricFamily(
+            "diabetes_worker_restarts",
+            "Workers replaced by the supervisor, by why the old one ended (exit, signal, heartbeat)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(totals.worker_restarts.items()):
+            restarts.add_metric([reason], count)
+        yield restarts
+        yield GaugeMetricFamily(
+            "diabetes_workers_crash_looping",
+            "Worker slots that failed several times in a row and wait out a growing backoff",
+            value=totals.crash_looping,
+        )
 
 
 def _add_counts(mine: dict[str, int], theirs: dict[str, int]) -> None:

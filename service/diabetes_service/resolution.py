@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,6 @@ from pathlib import Path
 from diabetes_service.errors import ModelLoadError
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
-RESOLVE_TIMEOUT_SECONDS = 120
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 
 
@@ -67,8 +65,8 @@ def local_model(uri: str) -> ResolvedModel:
     return ResolvedModel(str(path), path.stem if path.is_file() else path.name, "local")
 
 
-def resolve(uri: str, tracking_uri: str | None, compile_to: Path) -> ResolvedModel:
-    """Prepare the model in a child process; `compile_to` receives a compiled linear model."""
+def preparation_command(uri: str, tracking_uri: str | None, compile_to: Path) -> tuple[list[str], dict[str, str]]:
+    """The child process that prepares `uri`, and its environment."""
     from diabetes_trainer.tracking import resolve_tracking_uri
 
     env = {
@@ -85,16 +83,15 @@ def resolve(uri: str, tracking_uri: str | None, compile_to: Path) -> ResolvedMod
         resolve_tracking_uri(tracking_uri),
         str(compile_to),
     ]
-    try:
-        done = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=RESOLVE_TIMEOUT_SECONDS, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise ModelLoadError(f"resolving {uri} took over {RESOLVE_TIMEOUT_SECONDS}s") from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    return cmd, env
+
+
+def preparation_outcome(uri: str, returncode: int, stdout: str, stderr: str) -> ResolvedModel:
+    """What the preparation child printed: the prepared model, or its last line of complaint."""
+    if returncode != 0:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
         raise ModelLoadError(lines[-1] if lines else f"resolving {uri} failed")
-    return ResolvedModel(**json.loads(done.stdout.strip().splitlines()[-1]))
+    return ResolvedModel(**json.loads(stdout.strip().splitlines()[-1]))
 
 
 def _cache_root() -> Path:

@@ -1,206 +1,225 @@
-"""The supervisor: resolve the model once, open the sockets, run N workers, drain on SIGTERM.
+"""The supervisor: prepare the model, run N workers on their own sockets, replace the ones that fail.
 
-The supervisor itself imports neither MLflow nor scikit-learn: resolution runs in a child process
-and workers are forked before they import the model's libraries, so the whole process tree stays
-small. A worker that cannot load the model exits with a dedicated status and the supervisor stops
-the service with a non-zero status; a worker that dies later is replaced.
+Why our own and not uvicorn's `Multiprocess` or gunicorn's arbiter, whose design this follows
+(signals queued through a self-pipe and handled in the main loop, never in the handler; a
+heartbeat per worker; a dedicated exit status for a worker that cannot boot):
+- both share one listening socket between the workers, and we measured per-worker SO_REUSEPORT
+  sockets at twice the req/s under keep-alive load (listeners.py);
+- both start workers only once the app can be imported; here workers are forked while the model
+  is still being prepared, so they import their libraries meanwhile (~0.3 s faster start).
+What is ours is therefore tested under faults (tests/faults): a stop signal at any moment (start-up,
+preparation, a restart's backoff) stops the service within the grace period; a dead worker's
+socket dies with it, and its replacement listens only once warm; a worker whose heartbeat stops
+(SIGSTOP, a model call stuck on the event loop) is killed and replaced; a crash loop backs off,
+and says so in the log and in /metrics.
+
+The supervisor imports neither MLflow nor scikit-learn: preparation runs in a child process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import select
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from diabetes_service import board
 from diabetes_service.board import WorkerBoard
 from diabetes_service.cgroup import cpu_limit
-from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED
-from diabetes_service.resolution import announce, local_model, needs_mlflow, resolve
+from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
+from diabetes_service.listeners import Listeners
+from diabetes_service.preparation import Preparation
+from diabetes_service.resolution import announce, local_model, needs_mlflow
+from diabetes_service.restarts import RestartLog
 from diabetes_service.settings import ServiceSettings
 
 log = logging.getLogger("diabetes_service.supervisor")
 
-RESTART_BACKOFF_SECONDS = 1.0
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-ABORT_GRACE_SECONDS = 3.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+WATCHED_SIGNALS = (*STOP_SIGNALS, signal.SIGCHLD)
+TICK_SECONDS = 0.25  # how often, at most, heartbeats and due restarts are looked at
+KILL_MARGIN_SECONDS = 5.0  # past the graceful timeout, workers still alive get SIGKILL
+ABORT_GRACE_SECONDS = 3.0  # for workers stopped before they ever served
+
+
+@dataclass
+class Slot:
+    pid: int | None = None
+    restart_at: float | None = None  # a restart waiting out its backoff
+    spawned_at: float = 0.0  # the board's beat when forked: the watch starts with the loop's first beat
 
 
 class Supervisor:
-    def __init__(self, settings: ServiceSettings, sockets: list[socket.socket]) -> None:
+    def __init__(self, settings: ServiceSettings, listeners: Listeners, workdir: Path) -> None:
         self.settings = settings
-        self.sockets = sockets  # one per worker slot, kept open here while its worker restarts
-        self.count = len(sockets)
-        self.children: dict[int, int] = {}  # pid -> slot on the board
-        self.board = WorkerBoard(self.count)
-        self.stopping = False
+        self.listeners = listeners
+        self.workdir = workdir
+        self.slots = [Slot() for _ in range(settings.workers or 1)]
+        self.board = WorkerBoard(len(self.slots))
+        self.restarts = RestartLog(Path(settings.metrics_dir) if settings.metrics_dir else None)
+        self.preparation: Preparation | None = None
+        self.failure: str | None = None  # why the service could not serve; raised once all is stopped
+        self.stop_deadline: float | None = None
         self.exit_status = 0
+        self._wakeup_r, self._wakeup_w = os.pipe()
 
-    def spawn(self, slot: int) -> None:
-        self.board.mark(slot, False)
-        # A stop signal that reached a new child before it reset its handlers would be taken by the
-        # supervisor's Python handler, then dropped once SIG_DFL is in place: the worker would not
-        # stop. Blocked around the fork, it waits for the child's own handling instead.
+    # -- signals ----------------------------------------------------------------------------
+
+    def _watch_signals(self) -> None:
+        # The handlers do nothing: the C-level handler writes each signal's number to the pipe
+        # (set_wakeup_fd), and the main loop reads them in order, so none is lost or handled twice.
+        for fd in (self._wakeup_r, self._wakeup_w):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        for signum in WATCHED_SIGNALS:
+            signal.signal(signum, lambda *_: None)
+
+    def _signals(self, timeout: float) -> list[int]:
+        with contextlib.suppress(InterruptedError):
+            select.select([self._wakeup_r], [], [], max(0.0, timeout))
+        try:
+            return list(os.read(self._wakeup_r, 4096))
+        except BlockingIOError:
+            return []
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def spawn(self, index: int, *, first: bool) -> None:
+        sock = self.listeners.slots[index] if first else self.listeners.for_replacement()
+        self.board.mark(index, board.COLD if sock is not None else board.AWAY)
+        self.board.beat(index)
+        # Stop signals stay blocked across the fork until the child has its own handlers: one that
+        # arrived in between would otherwise run the supervisor's handler in the child.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
-                self._work(slot)  # never returns
+                self._work(index, sock)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        self.children[pid] = slot
+        self.slots[index] = Slot(pid, spawned_at=self.board.last_beat(index))
+        self.restarts.spawned(index, time.monotonic())
+        if first:
+            self.listeners.handed_over(index)
 
-    def _work(self, slot: int) -> None:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        board.current = (self.board, slot)
-        for other in self.sockets:
-            if other is not self.sockets[slot]:
-                other.close()
-        from diabetes_service.worker import run_worker
-
+    def _work(self, index: int, sock: object) -> None:
         try:
-            run_worker(self.sockets[slot], self.settings.graceful_timeout_seconds)
+            signal.set_wakeup_fd(-1)
+            for signum in WATCHED_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            os.close(self._wakeup_r)
+            os.close(self._wakeup_w)
+            for other in {*self.listeners.slots, self.listeners.anchor}:
+                if other is not None and other is not sock:
+                    other.close()
+            board.current = (self.board, index)
+            from diabetes_service.worker import run_worker
+
+            run_worker(self.settings, sock)  # type: ignore[arg-type]
             os._exit(0)
         except BaseException:
             logging.getLogger("diabetes_service").exception("worker crashed")
             os._exit(1)
 
-    def stop(self, signum: int, frame: object) -> None:
-        if not self.stopping:
-            log.info("received %s: draining %d workers", signal.Signals(signum).name, len(self.children))
-        self.stopping = True
-        for pid in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    def start(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        for slot in range(self.count):
-            self.spawn(slot)
-
-    def abort(self) -> None:
-        """Stop workers that never got a model (preparation failed), without a word on stderr."""
-        self.stopping = True
-        for pid in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        # They hold no model and no request; should one not stop (a model's import hanging), the
-        # wait is bounded and ends with SIGKILL.
-        deadline = time.monotonic() + ABORT_GRACE_SECONDS
-        while self.children and time.monotonic() < deadline:
-            for pid in list(self.children):
-                with contextlib.suppress(ChildProcessError):
-                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                        continue
-                self.children.pop(pid, None)
-            time.sleep(0.02)
-        for pid in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            self.children.pop(pid, None)
-
-    def run(self) -> int:
-        while self.children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            except InterruptedError:
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for index, slot in enumerate(self.slots):
+            if slot.pid is None:
                 continue
-            slot = self.children.pop(pid, None)
+            try:
+                pid, status = os.waitpid(slot.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = slot.pid, 0
+            if pid == 0:
+                continue
+            self.board.mark(index, board.AWAY)
+            slot.pid = None
             code = os.waitstatus_to_exitcode(status)
-            if code == EXIT_MODEL_LOAD_FAILED:
+            if code == EXIT_MODEL_LOAD_FAILED:  # the worker said why on stderr
                 self.exit_status = 1
-                self.stop(signal.SIGTERM, None)
-            elif not self.stopping:
-                log.warning("worker %d exited with %d; starting a new one", pid, code)
-                time.sleep(RESTART_BACKOFF_SECONDS)
-                if slot is not None:
-                    self.spawn(slot)
-        return self.exit_status
+                self.begin_stop(grace=ABORT_GRACE_SECONDS)
+            elif self.stop_deadline is None:
+                delay = self.restarts.record(index, code, now)
+                slot.restart_at = now + delay
 
+    def _restart_due(self, now: float) -> None:
+        for index, slot in enumerate(self.slots):
+            if slot.pid is None and slot.restart_at is not None and slot.restart_at <= now:
+                self.spawn(index, first=False)
 
-def bind(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on one port, one per worker.
+    def _check_heartbeats(self, now: float) -> None:
+        limit = self.settings.heartbeat_timeout_seconds
+        for index, slot in enumerate(self.slots):
+            if slot.pid is None or self.board.state(index) == board.AWAY:
+                continue
+            self.restarts.settle(index, now)
+            last_beat = self.board.last_beat(index)
+            if last_beat <= slot.spawned_at:  # its event loop has not started yet: imports, loading
+                continue
+            silent = now - last_beat
+            if silent > limit:
+                log.error("worker %d (slot %d) sent no heartbeat for %.1fs: killing it", slot.pid, index, silent)
+                self.restarts.hung(index)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGKILL)
 
-    Workers accepting from one shared socket split keep-alive connections unevenly: whichever
-    wakes first takes a whole burst, and a proxy's few long-lived connections can all land on one
-    worker while the others idle. With SO_REUSEPORT the kernel spreads new connections over the
-    workers' own sockets by a hash of each connection's addresses.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    reuse_port = count > 1 and hasattr(socket, "SO_REUSEPORT")
-    sockets: list[socket.socket] = []
-    if reuse_port:
-        # SO_REUSEPORT would also let this service join another one already listening on the
-        # port (the same user's second `diabetes serve`, say): a plain bind first says it is taken.
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-            port = probe.getsockname()[1]
-    try:
-        for _ in range(count if reuse_port else 1):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            port = sock.getsockname()[1]  # port 0 picks a free port once; the others join it
-            sock.listen(2048)
-            sock.set_inheritable(True)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets if reuse_port else sockets * count
+    # -- the service ------------------------------------------------------------------------
 
+    def begin_stop(self, signum: int | None = None, *, grace: float | None = None) -> None:
+        """SIGTERM every worker; past `grace` (default: the graceful timeout plus a margin), SIGKILL."""
+        if self.stop_deadline is None:
+            if signum is not None:
+                log.info("received %s: draining %d workers", signal.Signals(signum).name, self._alive())
+            if grace is None:
+                grace = self.settings.graceful_timeout_seconds + KILL_MARGIN_SECONDS
+            self.stop_deadline = time.monotonic() + grace
+        if self.preparation is not None:
+            self.preparation.stop()
+            self.preparation = None
+        for slot in self.slots:
+            slot.restart_at = None
+            if slot.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGTERM)
 
-def serve(settings: ServiceSettings) -> int:
-    """Run the service until SIGTERM. Raises ModelLoadError / OSError before it is ever ready.
+    def _alive(self) -> int:
+        return sum(slot.pid is not None for slot in self.slots)
 
-    The workers are forked first, so that they import their libraries while the model is being
-    prepared; they load it as soon as the supervisor announces it.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    workdir = Path(tempfile.mkdtemp(prefix="diabetes-serve-"))
-    try:
-        if not needs_mlflow(settings.model_uri):
-            local_model(settings.model_uri)  # a missing path is said at once, before any fork
-        workers = settings.workers or cpu_limit()
-        sockets = bind(settings.host, settings.port, workers)
-        (workdir / "metrics").mkdir()
-        os.environ.update(
-            {
-                "DIABETES_PREPARED_FILE": str(workdir / "prepared.json"),
-                "DIABETES_WORKERS": str(workers),
-                "DIABETES_METRICS_DIR": str(workdir / "metrics"),
-            }
-        )
-        supervisor = Supervisor(ServiceSettings(), sockets)
-        supervisor.start()
+    def _kill_all(self) -> None:
+        for slot in self.slots:
+            if slot.pid is not None:
+                log.warning("worker %d did not stop within the grace period: killing it", slot.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGKILL)
+
+    def _prepared(self) -> None:
+        assert self.preparation is not None
         try:
-            resolved = resolve(settings.model_uri, settings.tracking_uri, compile_to=workdir / "compiled")
-        except BaseException:
-            supervisor.abort()
-            raise
+            resolved = self.preparation.outcome()
+        except ModelLoadError as exc:
+            self.preparation = None
+            self.failure = str(exc)
+            # The workers hold no model and no request yet: a short wait, then SIGKILL should one
+            # not stop (a model's import hanging).
+            self.begin_stop(grace=ABORT_GRACE_SECONDS)
+            return
+        if resolved is None:
+            return
+        self.preparation = None
+        settings = self.settings
         resolved = replace(
             resolved, name=settings.model_name or resolved.name, version=settings.model_version or resolved.version
         )
-        announce(resolved, workdir / "prepared.json")
+        announce(resolved, Path(settings.prepared_file or self.workdir / "prepared.json"))
         if not settings.auth_enabled:
             log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
         log.info(
@@ -208,13 +227,70 @@ def serve(settings: ServiceSettings) -> int:
             resolved.name,
             resolved.version,
             settings.host,
-            sockets[0].getsockname()[1],
-            workers,
+            settings.port,
+            len(self.slots),
         )
+
+    def run(self) -> int:
+        """Until every worker has stopped; raises ModelLoadError when the model could not be served."""
+        self._watch_signals()
         try:
-            return supervisor.run()
+            for index in range(len(self.slots)):
+                self.spawn(index, first=True)
+            self.preparation = Preparation(self.settings.model_uri, self.settings.tracking_uri, self.workdir)
+            while True:
+                for signum in self._signals(TICK_SECONDS):
+                    if signum in STOP_SIGNALS:
+                        self.begin_stop(signum)
+                self._reap()
+                now = time.monotonic()
+                if self.stop_deadline is not None:
+                    if not self._alive():
+                        break
+                    if now > self.stop_deadline:
+                        self._kill_all()
+                    continue
+                if self.preparation is not None:
+                    self._prepared()
+                self._restart_due(now)
+                self._check_heartbeats(now)
         finally:
-            for sock in set(sockets):
-                sock.close()
+            signal.set_wakeup_fd(-1)
+            for signum in WATCHED_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            os.close(self._wakeup_r)
+            os.close(self._wakeup_w)
+        if self.failure is not None:
+            raise ModelLoadError(self.failure)
+        return self.exit_status
+
+
+def serve(settings: ServiceSettings) -> int:
+    """Run the service until SIGTERM. Raises ModelLoadError / OSError before it is ever ready.
+
+    `settings` is the one validated object (flags, environment, spec): it reaches every worker as
+    it is, completed here only with what the supervisor decides (worker count, port, shared files).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    workdir = Path(tempfile.mkdtemp(prefix="diabetes-serve-"))
+    try:
+        if not needs_mlflow(settings.model_uri):
+            local_model(settings.model_uri)  # a missing path is said at once, before any fork
+        workers = settings.workers or cpu_limit()
+        listeners = Listeners(settings.host, settings.port, workers)
+        try:
+            (workdir / "metrics").mkdir()
+            runtime = settings.model_copy(
+                update={
+                    "workers": workers,
+                    "port": listeners.port,
+                    "prepared_file": str(workdir / "prepared.json"),
+                    "metrics_dir": str(workdir / "metrics"),
+                }
+            )
+            log.info("settings: %s", runtime.describe())
+            return Supervisor(runtime, listeners, workdir).run()
+        finally:
+            listeners.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Every setting of the scoring service, in one typed place.
 
 Values come from `diabetes serve` flags, else `DIABETES_*` environment variables, else the
-defaults below. Workers are separate processes: they read the same environment, which the
-supervisor fills in once (resolved model path, name and version) before starting them.
+deployment spec (`--spec`), else the defaults below. The object validated once is the only source:
+the supervisor hands it to every worker it forks as it is, completed only with what the supervisor
+itself decides (worker count, bound port, the files it shares with its workers).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ServiceSettings(BaseSettings):
     service_name: str = "diabetes-service"
     tracking_uri: str | None = None
 
-    # Set by the supervisor after resolving `model_uri` once; workers load from here.
+    # Set by the supervisor (or the image) for a model that is not in a registry.
     model_path: str | None = None
     model_name: str | None = None
     model_version: str | None = None
@@ -51,6 +52,9 @@ class ServiceSettings(BaseSettings):
     )
     access_log: bool = True
     graceful_timeout_seconds: float = Field(default=30.0, ge=0)
+    heartbeat_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="a worker whose event loop is silent this long is killed and replaced"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -67,3 +71,9 @@ class ServiceSettings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
+
+    def describe(self) -> str:
+        """The settings in force, for the start-up log: keys only counted, never shown."""
+        shown = self.model_dump(exclude={"api_keys", "prepared_file", "metrics_dir", "model_path"})
+        shown["api_keys"] = len(self.api_keys)
+        return " ".join(f"{name}={value}" for name, value in shown.items())

@@ -42,11 +42,11 @@ class ServiceState:
         self.warm = True
         if board.current is not None:
             workers, slot = board.current
-            workers.mark(slot, True)
+            workers.mark(slot, board.WARM)
 
     @property
     def ready(self) -> bool:
-        """Ready for traffic: this worker and, under the supervisor, every other one is warm."""
+        """Ready for traffic: this worker and, under the supervisor, every other listening one is warm."""
         if not self.warm or self.draining:
             return False
         return board.current is None or board.current[0].all_warm()

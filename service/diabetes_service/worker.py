@@ -1,32 +1,63 @@
-"""One worker process: uvicorn serving the scoring app on a socket the supervisor opened."""
+"""One worker process: uvicorn serving the scoring app, with the settings the supervisor validated.
+
+A worker started with the service listens at once on the socket the supervisor opened for its
+slot, so that the probes answer while the model loads. A replacement for a worker that died loads
+the model first and only then opens its own socket: until it is warm the kernel sends new
+connections to the live workers, instead of queueing them on a worker that cannot answer yet.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from typing import Any
 
 import uvicorn
 
-from diabetes_service.app import ScoringApp, create_app
+from diabetes_service import board
+from diabetes_service.app import ScoringApp
+from diabetes_service.listeners import listen
+from diabetes_service.settings import ServiceSettings
 
 
-class DrainingServer(uvicorn.Server):
-    """Turns readiness to 503 the moment SIGTERM arrives, before uvicorn stops taking requests."""
+class WorkerServer(uvicorn.Server):
+    """uvicorn's server, plus the worker's duties on its 0.1 s tick and at SIGTERM."""
 
     def __init__(self, config: uvicorn.Config, app: ScoringApp) -> None:
         super().__init__(config)
         self.scoring_app = app
+        self.supervisor = os.getppid()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        # Readiness turns 503 the moment SIGTERM arrives, before uvicorn stops taking requests;
+        # the slot leaves the heartbeat watch, since a drain stops the ticks that beat.
         self.scoring_app.state.draining = True
+        if board.current is not None:
+            workers, slot = board.current
+            workers.mark(slot, board.AWAY)
         super().handle_exit(sig, frame)
 
+    async def on_tick(self, counter: int) -> bool:
+        # The beat comes from the event loop itself: a loop stuck in a model call stops it.
+        if board.current is not None:
+            workers, slot = board.current
+            workers.beat(slot)
+        if os.getppid() != self.supervisor and not self.should_exit:
+            # The supervisor is gone (SIGKILL, OOM): nobody would stop or replace this worker.
+            logging.getLogger("diabetes_service").warning("supervisor gone: worker %d drains and stops", os.getpid())
+            self.handle_exit(0, None)
+        return await super().on_tick(counter)
 
-def run_worker(sock: socket.socket, graceful_timeout: float) -> None:
+
+def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
+    """Serve until SIGTERM; `sock` None: a replacement, which listens only once warm."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    app = create_app()
+    app = ScoringApp(settings)
+    if sock is None:
+        app.load()
+        sock = listen(settings.host, settings.port, reuse_port=True)
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -35,9 +66,9 @@ def run_worker(sock: socket.socket, graceful_timeout: float) -> None:
         access_log=False,  # the app writes its own JSON access log
         proxy_headers=False,  # nothing here reads the client address that middleware would rewrite
         log_level="warning",
-        timeout_graceful_shutdown=graceful_timeout or None,
+        timeout_graceful_shutdown=settings.graceful_timeout_seconds or None,
         timeout_keep_alive=30,
         server_header=False,
         date_header=False,
     )
-    DrainingServer(config, app).run(sockets=[sock])
+    WorkerServer(config, app).run(sockets=[sock])

@@ -76,6 +76,8 @@ def deployed(engine: dict[str, str], embedded_store, tmp_path_factory: pytest.Te
         "resources: {cpu_cores: 1, memory_gb: 1}\n"
         "scale: {replicas: 1}\n"
         "auth: {enabled: true}\n"
+        "scoring_timeout_seconds: 12\n"
+        "max_concurrent_requests: 5\n"
         "probes: {pre_stop_seconds: 2, termination_grace_period_seconds: 40}\n"
     )
     env = {**engine, **embedded_store.env, "DIABETES_API_KEYS": KEYS}
@@ -145,6 +147,15 @@ def test_keys_are_required(deployed: Deployed, example_data) -> None:
     base = deployed.url.removesuffix("/score")
     assert requests.get(f"{base}/health/ready", timeout=10).status_code == 200
     assert requests.get(f"{base}/", timeout=10).text.strip().strip('"') == "Healthy"
+
+
+def test_the_specs_settings_reach_the_containers_workers(deployed: Deployed) -> None:
+    title = requests.get(deployed.url + "/swagger.json", timeout=5).json()["info"]["title"]
+    assert title == NAME
+    logs = docker("logs", NAME).stderr
+    settings_line = next(line for line in logs.splitlines() if line.startswith("settings: "))
+    for expected in (f"service_name={NAME}", "scoring_timeout_seconds=12.0", "max_concurrent_requests=5", "workers=1"):
+        assert expected in settings_line.split(), settings_line
 
 
 def test_docker_healthcheck_turns_healthy(deployed: Deployed) -> None:

@@ -164,6 +164,34 @@ def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
+def test_the_pods_environment_applies_every_serving_setting_of_the_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "tuned.yaml"
+    spec.write_text(
+        "name: tuned-service\nmodel: {name: diabetes_model, version: 3}\n"
+        "resources: {cpu_cores: 0.5, memory_gb: 1, limits: {cpu_cores: 3, memory_gb: 2}}\n"
+        "scoring_timeout_seconds: 12.5\nmax_concurrent_requests: 21\n"
+        "probes: {pre_stop_seconds: 4, termination_grace_period_seconds: 30}\n"
+    )
+    proc = deploy_kubernetes(tmp_path / "out", spec=spec, keys="a-key,b-key")
+    assert proc.returncode == 0, proc.stderr
+    pod = load_dir(tmp_path / "out")["deployment.yaml"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env == {
+        "DIABETES_SERVICE_NAME": "tuned-service",
+        "DIABETES_SCORING_TIMEOUT_SECONDS": "12.5",
+        "DIABETES_MAX_CONCURRENT_REQUESTS": "21",
+        "DIABETES_WORKERS": "3",
+        "DIABETES_GRACEFUL_TIMEOUT_SECONDS": "26",
+        "DIABETES_API_KEYS": None,  # from the Secret, by reference
+    }
+    assert pod["terminationGracePeriodSeconds"] == 30
+    # What the pod's environment says is what the service then runs with.
+    from diabetes_service.settings import ServiceSettings
+
+    settings = ServiceSettings(**{k.removeprefix("DIABETES_").lower(): v for k, v in env.items() if v is not None})
+    assert (settings.scoring_timeout_seconds, settings.max_concurrent_requests, settings.workers) == (12.5, 21, 3)
+
+
 def test_bad_spec_writes_nothing(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("name: Bad_Name\nmodel: {name: m, version: 1}\n")
