@@ -27,6 +27,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="worker processes (default: the container's CPU limit)")
     parser.add_argument("--spec", help="a no-code deployment spec (service/deployment.yaml): model, name, auth")
     parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        default=None,
+        help="follow an @alias or latest URI: prepare each new version off the serving path and swap it in "
+        "with no failed request (SIGHUP re-resolves at once, with or without --follow)",
+    )
+    parser.add_argument(
+        "--follow-interval",
+        dest="follow_interval_seconds",
+        type=float,
+        metavar="SECONDS",
+        help="how often --follow asks the registry (default: 30)",
+    )
+    parser.add_argument(
+        "--follow-schema-changes",
+        action="store_true",
+        default=None,
+        help="let --follow swap in a version whose features differ from the served one's",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -55,14 +75,25 @@ def build_settings(args: argparse.Namespace) -> Any:
     if args.spec or os.environ.get("DIABETES_SPEC"):
         spec_values = _from_spec(args.spec or os.environ["DIABETES_SPEC"])
         values.update({k: v for k, v in spec_values.items() if f"DIABETES_{k.upper()}" not in os.environ})
-    flags = ("model_uri", "host", "port", "workers", "spec", "tracking_uri")
-    values.update({name: getattr(args, name) for name in flags if getattr(args, name) is not None})
+    flags = (
+        "model_uri",
+        "host",
+        "port",
+        "workers",
+        "spec",
+        "tracking_uri",
+        "follow",
+        "follow_interval_seconds",
+        "follow_schema_changes",
+    )
+    values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:
         return ServiceSettings(**values)
     except ValidationError as exc:
         error = exc.errors(include_url=False, include_input=False)[0]
         field = ".".join(str(part) for part in error["loc"])
-        raise CommandError(f"invalid setting {field}: {error['msg']}") from None
+        message = error["msg"].removeprefix("Value error, ")
+        raise CommandError(f"invalid setting {field}: {message}" if field else message) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ class ModelRef(_Strict):
     version: int | None = Field(default=None, ge=1)
     alias: str | None = None
     framework: Literal["ScikitLearn"] = "ScikitLearn"
+    follow: bool = False  # serve the alias's new versions as it moves (an alias only)
 
     @field_validator("name")
     @classmethod
@@ -65,6 +66,8 @@ class ModelRef(_Strict):
     def _one_of_version_alias(self) -> ModelRef:
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of version or alias")
+        if self.follow and self.alias is None:
+            raise ValueError("follow needs an alias: a fixed version never moves")
         return self
 
     @property
@@ -302,6 +305,8 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
     }
     if not spec.auth.enabled:
         values["api_keys"] = ()
+    if spec.model.follow:
+        values["follow"] = True
     return values
 
 

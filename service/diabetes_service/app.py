@@ -17,16 +17,18 @@ from pathlib import Path
 from random import getrandbits
 from time import perf_counter
 
+from diabetes_service import board
 from diabetes_service.accesslog import AccessLog
 from diabetes_service.auth import KeyChecker
 from diabetes_service.core import InvalidInput, ModelIdentity, ScoringCore
 from diabetes_service.docs import SwaggerPage
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
+from diabetes_service.hooks import MLflowWebhook
 from diabetes_service.http import HTTPError, Request, Response, error_response, read_body, text_response
 from diabetes_service.loading import load_compiled, load_model
 from diabetes_service.metrics import Metrics
 from diabetes_service.protocols.azureml import AzureMLProtocol
-from diabetes_service.resolution import await_announcement
+from diabetes_service.resolution import ResolvedModel, await_announcement
 from diabetes_service.runner import ScoringTimeout
 from diabetes_service.settings import ServiceSettings
 from diabetes_service.state import NOT_READY_HEADERS, ServiceState
@@ -53,7 +55,12 @@ class ScoringApp:
         # The limit is per replica: each of the replica's workers takes its share, rounded up.
         self.concurrency_limit = None if limit is None else -(-limit // max(1, settings.workers or 1))
         self.paths: dict[str, list[str]] = {}
-        for method, path, handler, public in [*AzureMLProtocol(self.state).routes(), *self._own_routes()]:
+        self.generation = 0  # of the model this worker serves (board.py)
+        self.swapping = False
+        routes = [*AzureMLProtocol(self.state).routes(), *self._own_routes()]
+        if settings.webhook_secret is not None:
+            routes += MLflowWebhook(settings.webhook_secret.get_secret_value()).routes()
+        for method, path, handler, public in routes:
             self.routes[(method, path)] = (handler, public)  # type: ignore[assignment]
             self.paths.setdefault(path, []).append(method)
         docs_public = not settings.private_docs
@@ -79,21 +86,16 @@ class ScoringApp:
     def load(self) -> None:
         """Load, warm up, then report ready. Runs in a thread; exits the worker on failure."""
         settings = self.settings
-        compiled, path = None, settings.model_path or settings.model_uri
+        prepared = ResolvedModel(
+            settings.model_path or settings.model_uri, self.state.model_name, self.state.model_version
+        )
         if settings.prepared_file:  # forked before the model was prepared: wait for the supervisor
+            self.generation = board.current[0].generation() if board.current else 0
             prepared = await_announcement(Path(settings.prepared_file), give_up=lambda: self.state.draining)
             if prepared is None:
                 return
-            compiled, path = prepared.compiled, prepared.path
-            self._identify(prepared.name, prepared.version)
         try:
-            loaded = load_compiled(compiled) if compiled else load_model(path)
-            core = ScoringCore(
-                loaded,
-                ModelIdentity(self.state.model_name, self.state.model_version),
-                max_rows=settings.max_rows,
-            )
-            core.warm_up()
+            core = self._warm_core(prepared)
         except ModelLoadError as exc:
             self._fail(str(exc))
         except Exception as exc:  # the model's own code failed while warming up
@@ -102,15 +104,49 @@ class ScoringApp:
         # the collector's reach, so that a full collection under load, with requests' rows alive,
         # need not walk scikit-learn's and SciPy's objects too (~50 ms pauses otherwise).
         gc.freeze()
+        self._serve(core)
+
+    def _warm_core(self, prepared: ResolvedModel) -> ScoringCore:
+        loaded = load_compiled(prepared.compiled) if prepared.compiled else load_model(prepared.path)
+        core = ScoringCore(loaded, ModelIdentity(prepared.name, prepared.version), max_rows=self.settings.max_rows)
+        core.warm_up()
+        return core
+
+    def _serve(self, core: ScoringCore) -> None:
+        self._identify(core.identity.name, core.identity.version)
         self.state.mark_warm(core)
         assert self.state.runner is not None  # set by mark_warm
         self.metrics.serving(self.state.model_name, self.state.model_version, self.state.runner.calls)
-        log.info(
-            "model %s version %s ready (%s)",
-            self.state.model_name,
-            self.state.model_version,
-            core.model_class,
-        )
+        log.info("model %s version %s ready (%s)", self.state.model_name, self.state.model_version, core.model_class)
+
+    def follow_generation(self) -> None:
+        """On the event loop, each tick: swap in the version the supervisor announced, if it is new."""
+        if board.current is None or self.swapping or not self.state.warm:
+            return
+        generation = board.current[0].generation()
+        if generation == self.generation:
+            return
+        self.swapping = True
+        task = asyncio.get_running_loop().run_in_executor(None, self._load_announced)
+        task.add_done_callback(lambda done: self._swap(done, generation))
+
+    def _load_announced(self) -> ScoringCore:
+        prepared = await_announcement(Path(self.settings.prepared_file or ""), give_up=lambda: True)
+        if prepared is None:
+            raise ModelLoadError("no model announced")
+        return self._warm_core(prepared)
+
+    def _swap(self, done: asyncio.Future, generation: int) -> None:
+        # On the loop, between requests: requests already running keep the core they started with.
+        self.swapping = False
+        self.generation = generation
+        if done.exception() is not None:
+            log.error("could not swap in the announced model: %s", done.exception())
+            return
+        gc.unfreeze()  # the old model may be collected once no request holds it
+        self._serve(done.result())
+        gc.collect()
+        gc.freeze()
 
     def _fail(self, reason: str) -> None:
         print(f"diabetes serve: cannot serve the model: {reason}", file=sys.stderr, flush=True)
@@ -186,7 +222,7 @@ class ScoringApp:
                     (b"content-type", response.content_type),
                     (b"content-length", b"%d" % len(body)),
                     (b"x-request-id", request_id.encode()),
-                    *self._identity_headers,
+                    *(request.model.headers if request.model else self._identity_headers),
                     *response.headers,
                 ],
             }

@@ -7,7 +7,8 @@ A replacement worker takes no connections until it is warm, so its restart does 
 service unready.
 
 Each worker also beats here from its event loop; the supervisor replaces one whose beat stops (a
-SIGSTOP, a model call stuck in C on the loop).
+SIGSTOP, a model call stuck in C on the loop). The model's generation says when the supervisor has
+prepared a new version: each worker then loads it and swaps it in between requests.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class WorkerBoard:
         # Anonymous shared memory, created before the fork: every worker sees the same bytes.
         self._state = RawArray(ctypes.c_byte, workers)
         self._beat = RawArray(ctypes.c_double, workers)  # time.monotonic(): one clock for every process
+        self._generation = RawArray(ctypes.c_long, 1)  # bumped when a new model version is announced
 
     def mark(self, slot: int, state: int) -> None:
         self._state[slot] = state
@@ -38,6 +40,12 @@ class WorkerBoard:
 
     def last_beat(self, slot: int) -> float:
         return self._beat[slot]
+
+    def announce_generation(self, generation: int) -> None:
+        self._generation[0] = generation
+
+    def generation(self) -> int:
+        return self._generation[0]
 
     def all_warm(self) -> bool:
         """Every listening worker is warm, and at least one is."""

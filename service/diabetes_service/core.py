@@ -50,6 +50,11 @@ class ModelIdentity:
     name: str
     version: str
 
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """What every answer this model gave says of it."""
+        return [(b"x-model-name", self.name.encode()), (b"x-model-version", self.version.encode())]
+
 
 def probe_rows(example_rows: Sequence[Sequence[float]], width: int) -> np.ndarray:
     """The input example and a few rows around zero: what a compiled model must answer alike."""

@@ -8,3 +8,5 @@ EXIT_MODEL_LOAD_FAILED = 3
 
 class ModelLoadError(Exception):
     """The model cannot be served; the message is one line, fit for a log."""
+
+    version: str | None = None  # the registered version that failed, when it was resolved

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from diabetes_service.core import ModelIdentity
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -36,6 +40,7 @@ class Request:
     # Filled in by handlers for the access log and metrics.
     rows: int = 0
     scoring_method: str | None = None
+    model: ModelIdentity | None = None  # the model that answered (one version swaps in for another)
 
     def header(self, name: bytes) -> bytes | None:
         return self.headers.get(name)

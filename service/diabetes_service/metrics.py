@@ -40,6 +40,7 @@ class Totals:
         # Kept by the supervisor (restarts.py), in a snapshot of its own.
         self.worker_restarts: dict[str, int] = {}
         self.crash_looping = 0
+        self.model_swaps: dict[str, int] = {}
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -51,6 +52,7 @@ class Totals:
                 "models": sorted(self.models),
                 "worker_restarts": self.worker_restarts,
                 "crash_looping": self.crash_looping,
+                "model_swaps": self.model_swaps,
             }
         )
 
@@ -65,6 +67,7 @@ class Totals:
         self.models.update((name, version) for name, version in snapshot["models"])
         _add_counts(self.worker_restarts, snapshot.get("worker_restarts", {}))
         self.crash_looping += snapshot.get("crash_looping", 0)
+        _add_counts(self.model_swaps, snapshot.get("model_swaps", {}))
 
 
 class Metrics:
@@ -94,9 +97,12 @@ class Metrics:
         predictions[method] = predictions.get(method, 0) + rows
 
     def serving(self, name: str, version: str, model_calls: dict[str, int]) -> None:
-        """The model is loaded: label it, and count its calls from `model_calls` (the runner's, kept live)."""
-        self.totals.models.add((name, version))
+        """A model is loaded (or swapped in): label it, and count its calls from `model_calls` (the runner's)."""
+        self.totals.models = {(name, version)}
+        previous = self.totals.model_calls
         self.totals.model_calls = model_calls
+        for method, count in previous.items():  # counters never go back across a swap
+            model_calls[method] = model_calls.get(method, 0) + count
         self.save()
 
     def render(self) -> bytes:
@@ -172,6 +178,14 @@ class _Exposition:
         for reason, count in sorted(totals.worker_restarts.items()):
             restarts.add_metric([reason], count)
         yield restarts
+        swaps = CounterMetricFamily(
+            "diabetes_model_swaps",
+            "New model versions the supervisor prepared, by outcome (swapped, or refused and why)",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(totals.model_swaps.items()):
+            swaps.add_metric([outcome], count)
+        yield swaps
         yield GaugeMetricFamily(
             "diabetes_workers_crash_looping",
             "Worker slots that failed several times in a row and wait out a growing backoff",

@@ -18,9 +18,11 @@ PREPARE_TIMEOUT_SECONDS = 120
 
 
 class Preparation:
-    def __init__(self, uri: str, tracking_uri: str | None, workdir: Path) -> None:
+    def __init__(self, uri: str, tracking_uri: str | None, workdir: Path, skip: tuple[str, ...] = ()) -> None:
+        """Prepare `uri` into `workdir` (a folder of its own), unless it resolves to a version in `skip`."""
         self.uri = uri
-        cmd, env = preparation_command(uri, tracking_uri, compile_to=workdir / "compiled")
+        workdir.mkdir(parents=True, exist_ok=True)
+        cmd, env = preparation_command(uri, tracking_uri, compile_to=workdir / "compiled", skip=skip)
         # Files, not pipes: nobody reads while the child runs, and a pipe could fill and stall it.
         self._out = (workdir / "prepare.out").open("w+")
         self._err = (workdir / "prepare.err").open("w+")
@@ -32,7 +34,10 @@ class Preparation:
         return self.proc.pid
 
     def outcome(self) -> ResolvedModel | None:
-        """The prepared model once the child is done, None while it runs; ModelLoadError if it failed."""
+        """The prepared model once the child is done, None while it runs.
+
+        Raises ModelLoadError if it failed, Unchanged if the URI resolved to a skipped version.
+        """
         code = self.proc.poll()
         if code is None:
             if time.monotonic() < self.deadline:

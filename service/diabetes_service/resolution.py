@@ -35,6 +35,7 @@ class ResolvedModel:
     name: str
     version: str
     compiled: str | None = None  # folder of the compiled linear model, when there is one
+    features: tuple[str, ...] | list[str] = ()  # the model's input columns, in order
 
 
 def needs_mlflow(uri: str) -> bool:
@@ -65,8 +66,10 @@ def local_model(uri: str) -> ResolvedModel:
     return ResolvedModel(str(path), path.stem if path.is_file() else path.name, "local")
 
 
-def preparation_command(uri: str, tracking_uri: str | None, compile_to: Path) -> tuple[list[str], dict[str, str]]:
-    """The child process that prepares `uri`, and its environment."""
+def preparation_command(
+    uri: str, tracking_uri: str | None, compile_to: Path, skip: tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """The child process that prepares `uri` (unless it resolves to a version in `skip`), and its environment."""
     from diabetes_trainer.tracking import resolve_tracking_uri
 
     env = {
@@ -82,16 +85,25 @@ def preparation_command(uri: str, tracking_uri: str | None, compile_to: Path) ->
         uri,
         resolve_tracking_uri(tracking_uri),
         str(compile_to),
+        *skip,
     ]
     return cmd, env
 
 
 def preparation_outcome(uri: str, returncode: int, stdout: str, stderr: str) -> ResolvedModel:
-    """What the preparation child printed: the prepared model, or its last line of complaint."""
+    """What the preparation child printed: the prepared model, or its last line of complaint.
+
+    Raises Unchanged when the URI resolved to a version the caller skips.
+    """
+    printed = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     if returncode != 0:
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        raise ModelLoadError(lines[-1] if lines else f"resolving {uri} failed")
-    return ResolvedModel(**json.loads(stdout.strip().splitlines()[-1]))
+        error = ModelLoadError(lines[-1] if lines else f"resolving {uri} failed")
+        error.version = printed.get("failed_version")
+        raise error
+    if "unchanged" in printed:
+        raise Unchanged(printed["unchanged"])
+    return ResolvedModel(**printed)
 
 
 def _cache_root() -> Path:
@@ -117,7 +129,11 @@ def _download(uri: str, tracking_uri: str, key: str) -> str:
     return str(target)
 
 
-def _resolve_with_mlflow(uri: str, tracking_uri: str) -> ResolvedModel:
+class Unchanged(Exception):
+    """The URI resolves to a version the caller already has (or refused): nothing to prepare."""
+
+
+def _resolve_with_mlflow(uri: str, tracking_uri: str, skip: frozenset[str] = frozenset()) -> ResolvedModel:
     import mlflow
     from mlflow import MlflowClient
 
@@ -136,6 +152,8 @@ def _resolve_with_mlflow(uri: str, tracking_uri: str) -> ResolvedModel:
         version = str(max(int(v.version) for v in versions))
     elif not (version or "").isdigit():
         raise ModelLoadError(f"{uri}: use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest")
+    if str(version) in skip:
+        raise Unchanged(str(version))
     pinned = f"models:/{name}/{version}"
     return ResolvedModel(_download(pinned, tracking_uri, pinned), name, str(version))
 
@@ -198,6 +216,7 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path) -> ResolvedMod
                 getattr(loaded.estimator, method)(probe)
             except Exception as exc:
                 raise ModelLoadError(f"the model failed its warm-up {method}: {type(exc).__name__}: {exc}") from exc
+    resolved = replace(resolved, features=tuple(feature.name for feature in loaded.features))
     compiled = linear.compile_verified(loaded.estimator, probe)
     if compiled is None:
         return resolved
@@ -212,11 +231,17 @@ def main(argv: list[str]) -> int:
 
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    uri, tracking_uri, compile_to = argv
+    uri, tracking_uri, compile_to, *skip = argv  # skip: versions the caller has or refused (--follow)
+    resolved = None
     try:
-        resolved = _resolve_with_mlflow(uri, tracking_uri) if needs_mlflow(uri) else local_model(uri)
+        resolved = _resolve_with_mlflow(uri, tracking_uri, frozenset(skip)) if needs_mlflow(uri) else local_model(uri)
         resolved = _check_and_compile(resolved, Path(compile_to))
+    except Unchanged as exc:
+        print(json.dumps({"unchanged": str(exc)}))
+        return 0
     except ModelLoadError as exc:
+        if resolved is not None:  # which version failed, so that a follower does not retry it
+            print(json.dumps({"failed_version": resolved.version}))
         print(exc, file=sys.stderr)
         return 2
     except Exception as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from pathlib import Path
 
 from diabetes_service.metrics import Metrics
 
@@ -23,8 +22,8 @@ CRASH_LOOP_AFTER = 3  # failures in a row that count as a crash loop in /metrics
 
 
 class RestartLog:
-    def __init__(self, metrics_dir: Path | None) -> None:
-        self.metrics = Metrics(str(metrics_dir) if metrics_dir else None, owner="supervisor")
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics  # the supervisor's own snapshot
         self.started: dict[int, float] = {}
         self.failures: dict[int, int] = {}  # failures in a row, by slot
         self.hung_slots: set[int] = set()

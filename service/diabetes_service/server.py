@@ -28,23 +28,24 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from diabetes_service import board
 from diabetes_service.board import WorkerBoard
 from diabetes_service.cgroup import cpu_limit
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
+from diabetes_service.follow import ModelFollower
 from diabetes_service.listeners import Listeners
-from diabetes_service.preparation import Preparation
-from diabetes_service.resolution import announce, local_model, needs_mlflow
+from diabetes_service.metrics import Metrics
+from diabetes_service.resolution import local_model, needs_mlflow
 from diabetes_service.restarts import RestartLog
 from diabetes_service.settings import ServiceSettings
 
 log = logging.getLogger("diabetes_service.supervisor")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-WATCHED_SIGNALS = (*STOP_SIGNALS, signal.SIGCHLD)
+WATCHED_SIGNALS = (*STOP_SIGNALS, signal.SIGCHLD, signal.SIGHUP)  # SIGHUP: resolve the model again
 TICK_SECONDS = 0.25  # how often, at most, heartbeats and due restarts are looked at
 KILL_MARGIN_SECONDS = 5.0  # past the graceful timeout, workers still alive get SIGKILL
 ABORT_GRACE_SECONDS = 3.0  # for workers stopped before they ever served
@@ -64,8 +65,9 @@ class Supervisor:
         self.workdir = workdir
         self.slots = [Slot() for _ in range(settings.workers or 1)]
         self.board = WorkerBoard(len(self.slots))
-        self.restarts = RestartLog(Path(settings.metrics_dir) if settings.metrics_dir else None)
-        self.preparation: Preparation | None = None
+        metrics = Metrics(settings.metrics_dir, owner="supervisor")
+        self.restarts = RestartLog(metrics)
+        self.model = ModelFollower(settings, workdir, self.board, metrics)
         self.failure: str | None = None  # why the service could not serve; raised once all is stopped
         self.stop_deadline: float | None = None
         self.exit_status = 0
@@ -115,6 +117,8 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for signum in WATCHED_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
+            # A SIGHUP to the whole group (a closed terminal, `kill -HUP -PGID`) is the supervisor's.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             os.close(self._wakeup_r)
             os.close(self._wakeup_w)
@@ -182,9 +186,7 @@ class Supervisor:
             if grace is None:
                 grace = self.settings.graceful_timeout_seconds + KILL_MARGIN_SECONDS
             self.stop_deadline = time.monotonic() + grace
-        if self.preparation is not None:
-            self.preparation.stop()
-            self.preparation = None
+        self.model.stop()
         for slot in self.slots:
             slot.restart_at = None
             if slot.pid is not None:
@@ -201,35 +203,28 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.pid, signal.SIGKILL)
 
-    def _prepared(self) -> None:
-        assert self.preparation is not None
+    def _follow(self, now: float) -> None:
+        first = self.model.current is None
         try:
-            resolved = self.preparation.outcome()
+            self.model.poll(now)
         except ModelLoadError as exc:
-            self.preparation = None
             self.failure = str(exc)
             # The workers hold no model and no request yet: a short wait, then SIGKILL should one
             # not stop (a model's import hanging).
             self.begin_stop(grace=ABORT_GRACE_SECONDS)
             return
-        if resolved is None:
-            return
-        self.preparation = None
-        settings = self.settings
-        resolved = replace(
-            resolved, name=settings.model_name or resolved.name, version=settings.model_version or resolved.version
-        )
-        announce(resolved, Path(settings.prepared_file or self.workdir / "prepared.json"))
-        if not settings.auth_enabled:
-            log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
-        log.info(
-            "serving %s version %s on http://%s:%d with %d workers",
-            resolved.name,
-            resolved.version,
-            settings.host,
-            settings.port,
-            len(self.slots),
-        )
+        if first and self.model.current is not None:
+            settings, resolved = self.settings, self.model.current
+            if not settings.auth_enabled:
+                log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
+            log.info(
+                "serving %s version %s on http://%s:%d with %d workers",
+                resolved.name,
+                resolved.version,
+                settings.host,
+                settings.port,
+                len(self.slots),
+            )
 
     def run(self) -> int:
         """Until every worker has stopped; raises ModelLoadError when the model could not be served."""
@@ -237,11 +232,14 @@ class Supervisor:
         try:
             for index in range(len(self.slots)):
                 self.spawn(index, first=True)
-            self.preparation = Preparation(self.settings.model_uri, self.settings.tracking_uri, self.workdir)
+            self.model.start()
             while True:
                 for signum in self._signals(TICK_SECONDS):
                     if signum in STOP_SIGNALS:
                         self.begin_stop(signum)
+                    elif signum == signal.SIGHUP and self.stop_deadline is None:
+                        log.info("received SIGHUP: resolving %s again", self.settings.model_uri)
+                        self.model.request_check()
                 self._reap()
                 now = time.monotonic()
                 if self.stop_deadline is not None:
@@ -250,8 +248,7 @@ class Supervisor:
                     if now > self.stop_deadline:
                         self._kill_all()
                     continue
-                if self.preparation is not None:
-                    self._prepared()
+                self._follow(now)
                 self._restart_due(now)
                 self._check_heartbeats(now)
         finally:

@@ -8,13 +8,15 @@ itself decides (worker count, bound port, the files it shares with its workers).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_URI = "models:/diabetes_model@champion"
 PLACEHOLDER_KEY_PREFIX = "REPLACE-ME"
+FOLLOWABLE = re.compile(r"^models:/[^/@]+(@[^/]+|/latest)/?$")
 
 
 class ServiceSettings(BaseSettings):
@@ -52,6 +54,14 @@ class ServiceSettings(BaseSettings):
     )
     access_log: bool = True
     graceful_timeout_seconds: float = Field(default=30.0, ge=0)
+    follow: bool = Field(default=False, description="re-resolve an @alias or latest URI and swap in new versions")
+    follow_interval_seconds: float = Field(default=30.0, gt=0, description="how often --follow asks the registry")
+    follow_schema_changes: bool = Field(
+        default=False, description="let --follow swap in a version whose features differ from the served one's"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="MLflow webhook secret: enables POST /hooks/mlflow (signed deliveries re-resolve)"
+    )
     heartbeat_timeout_seconds: float = Field(
         default=5.0, gt=0, description="a worker whose event loop is silent this long is killed and replaced"
     )
@@ -68,12 +78,22 @@ class ServiceSettings(BaseSettings):
                 raise ValueError("holds a placeholder key (REPLACE-ME...): set real keys")
         return value
 
+    @model_validator(mode="after")
+    def _follow_needs_a_moving_uri(self) -> ServiceSettings:
+        if self.follow and not FOLLOWABLE.match(self.model_uri):
+            raise ValueError(
+                f"--follow needs a models:/NAME@ALIAS or models:/NAME/latest URI, not {self.model_uri}"
+                " (a fixed version never moves)"
+            )
+        return self
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
 
     def describe(self) -> str:
         """The settings in force, for the start-up log: keys only counted, never shown."""
-        shown = self.model_dump(exclude={"api_keys", "prepared_file", "metrics_dir", "model_path"})
+        shown = self.model_dump(exclude={"api_keys", "webhook_secret", "prepared_file", "metrics_dir", "model_path"})
         shown["api_keys"] = len(self.api_keys)
+        shown["webhook"] = self.webhook_secret is not None
         return " ".join(f"{name}={value}" for name, value in shown.items())

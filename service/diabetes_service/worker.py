@@ -44,6 +44,7 @@ class WorkerServer(uvicorn.Server):
         if board.current is not None:
             workers, slot = board.current
             workers.beat(slot)
+            self.scoring_app.follow_generation()
         if os.getppid() != self.supervisor and not self.should_exit:
             # The supervisor is gone (SIGKILL, OOM): nobody would stop or replace this worker.
             logging.getLogger("diabetes_service").warning("supervisor gone: worker %d drains and stops", os.getpid())

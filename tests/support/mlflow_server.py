@@ -17,8 +17,9 @@ MLFLOW = str(BIN / "mlflow")
 class MlflowServer:
     """`mlflow server` started in `folder` (backend `mlflow.db`, artifacts `artifacts/`, log `server.log`)."""
 
-    def __init__(self, folder: Path, *, ready_timeout: float = 180.0) -> None:
+    def __init__(self, folder: Path, *, ready_timeout: float = 180.0, env: dict[str, str] | None = None) -> None:
         self.folder = Path(folder)
+        self.extra_env = env or {}
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.backend_uri = f"sqlite:///{self.folder / 'mlflow.db'}"
@@ -44,7 +45,7 @@ class MlflowServer:
             str(self.artifacts),
         ]
         # Its working directory is its folder: nothing it writes by default lands in the repo.
-        env = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+        env = {"MLFLOW_DISABLE_TELEMETRY": "true", **self.extra_env}
         self.proc = start(cmd, env=env, cwd=self.folder, log=self.log)
         try:
             wait_http(self.uri + "/health", timeout=self.ready_timeout, proc=self.proc)

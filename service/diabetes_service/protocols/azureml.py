@@ -10,6 +10,7 @@ import orjson
 from pydantic import ValidationError
 
 from diabetes_client.schema import parse_score_request
+from diabetes_service.core import ScoringCore
 from diabetes_service.http import HTTPError, Request, Response, json_response, text_response
 from diabetes_service.openapi import openapi_document
 from diabetes_service.state import ServiceState
@@ -27,7 +28,7 @@ def require_json(request: Request) -> None:
 class AzureMLProtocol:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
-        self._swagger: Response | None = None
+        self._swagger: tuple[ScoringCore, Response] | None = None
 
     def routes(self) -> list[tuple[str, str, object, bool]]:
         """(method, path, handler, public): public routes need no API key."""
@@ -52,13 +53,15 @@ class AzureMLProtocol:
         result = await self.state.runner.predict(matrix, method)  # type: ignore[union-attr]
         request.rows = len(parsed.data)
         request.scoring_method = method
+        request.model = core.identity
         return json_response(result)
 
     async def swagger(self, request: Request) -> Response:
-        if self._swagger is None:
-            core = self.state.require_core()
+        core = self.state.require_core()
+        if self._swagger is None or self._swagger[0] is not core:  # built once per model version
             document = openapi_document(
                 core, title=self.state.settings.service_name, auth_enabled=self.state.auth_enabled
             )
-            self._swagger = Response(200, orjson.dumps(document))
-        return self._swagger
+            self._swagger = (core, Response(200, orjson.dumps(document)))
+        request.model = core.identity
+        return self._swagger[1]
