@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from tests.support.processes import DIABETES
 from tests.support.service import ServiceProcess
 
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+# The suite's services load the pickles the suite itself writes (the classic model.pkl, the slow
+# test estimators): they opt in as a user would. tests/service/test_trust.py turns it off again.
+os.environ.setdefault("DIABETES_ALLOW_PICKLE", "true")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--spec", help="a no-code deployment spec (service/deployment.yaml): model, name, auth")
     parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
     parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        default=None,
+        help="load pickle-based artifacts (model.pkl, joblib, MLflow's pickle and cloudpickle formats): "
+        "loading a pickle runs whatever code it holds, so only for artifacts you trust",
+    )
+    parser.add_argument(
+        "--model-sha256",
+        metavar="HEX",
+        help="the artifact file's sha256: a pickle that matches loads without --allow-pickle; any mismatch refuses",
+    )
+    parser.add_argument(
+        "--trust-type",
+        dest="trusted_types",
+        action="append",
+        metavar="NAME",
+        help="a type a skops artifact may name beyond scikit-learn, numpy and scipy (repeatable)",
+    )
+    parser.add_argument(
         "--follow",
         action="store_true",
         default=None,
@@ -85,6 +104,9 @@ def build_settings(args: argparse.Namespace) -> Any:
         "follow",
         "follow_interval_seconds",
         "follow_schema_changes",
+        "allow_pickle",
+        "model_sha256",
+        "trusted_types",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from diabetes_deploy.errors import DeployError
 from diabetes_deploy.spec import DeploymentSpec, serving_environment
+from diabetes_service.loading import BARE_PICKLE_NAMES, model_file
+from diabetes_service.trust import sha256_of
 
 CONTAINER_PORT = 8080
 # The project itself is built from the sources; the build backend follows pyproject.toml's own pins.
@@ -122,13 +124,13 @@ def resolve_model(model_uri: str, dest: Path, tracking_uri: str | None = None) -
     `models:/`/`runs:/` URI is downloaded with MLflow from the tracking store."""
     local = Path(model_uri).expanduser()
     if local.is_dir():
-        if not (local / "MLmodel").is_file() and not (local / "model.pkl").is_file():
+        if model_file(local) is None:
             raise DeployError(f"{model_uri}: neither an MLflow model folder (MLmodel) nor a folder with model.pkl")
         shutil.copytree(local, dest, ignore=SKIP)
         return dest
     if local.is_file():
         dest.mkdir(parents=True)
-        shutil.copy2(local, dest / "model.pkl")
+        shutil.copy2(local, dest / local.name if local.name in BARE_PICKLE_NAMES else dest / "model.pkl")
         return dest
     if not model_uri.startswith(("models:/", "runs:/")):
         raise DeployError(f"{model_uri}: no such file or folder, and not a models:/ or runs:/ URI")
@@ -164,6 +166,7 @@ class BuildContext:
     wheels: int
     model_name: str = ""
     model_version: str = ""
+    model_sha256: str = ""  # of the artifact file: baked in as the pin the service checks
 
 
 def registered_identity(model: Path) -> tuple[str, str]:
@@ -200,7 +203,9 @@ def build_context(
         count = download_wheels(root, ctx / "docker" / "wheels") if wheels else 0
         (ctx / "docker" / "wheels").mkdir(exist_ok=True)
         name, version = registered_identity(model)
-        yield BuildContext(ctx, model.relative_to(ctx).as_posix(), "deployment.yaml", count, name, version)
+        artifact = model_file(model)
+        digest = sha256_of(artifact) if artifact is not None and artifact.is_file() else ""
+        yield BuildContext(ctx, model.relative_to(ctx).as_posix(), "deployment.yaml", count, name, version, digest)
 
 
 def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, timeout: float = 1200) -> None:
@@ -209,6 +214,7 @@ def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, t
         "SPEC_FILE": ctx.spec_file,
         "MODEL_NAME": ctx.model_name,
         "MODEL_VERSION": ctx.model_version,
+        "MODEL_SHA256": ctx.model_sha256,
     }
     if base_image:
         build_args["BASE_IMAGE"] = base_image

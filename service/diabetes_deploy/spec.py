@@ -43,6 +43,9 @@ class ModelRef(_Strict):
     alias: str | None = None
     framework: Literal["ScikitLearn"] = "ScikitLearn"
     follow: bool = False  # serve the alias's new versions as it moves (an alias only)
+    allow_pickle: bool = False  # load pickle-based artifacts (they run code when loaded)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")  # pin the artifact file
+    trusted_types: tuple[str, ...] = ()  # skops types beyond scikit-learn, numpy and scipy
 
     @field_validator("name")
     @classmethod
@@ -307,6 +310,12 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         values["api_keys"] = ()
     if spec.model.follow:
         values["follow"] = True
+    if spec.model.allow_pickle:
+        values["allow_pickle"] = True
+    if spec.model.sha256:
+        values["model_sha256"] = spec.model.sha256
+    if spec.model.trusted_types:
+        values["trusted_types"] = ",".join(spec.model.trusted_types)
     return values
 
 

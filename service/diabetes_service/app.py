@@ -32,6 +32,7 @@ from diabetes_service.resolution import ResolvedModel, await_announcement
 from diabetes_service.runner import ScoringTimeout
 from diabetes_service.settings import ServiceSettings
 from diabetes_service.state import NOT_READY_HEADERS, ServiceState
+from diabetes_service.trust import TrustPolicy
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -107,8 +108,12 @@ class ScoringApp:
         self._serve(core)
 
     def _warm_core(self, prepared: ResolvedModel) -> ScoringCore:
-        loaded = load_compiled(prepared.compiled) if prepared.compiled else load_model(prepared.path)
-        core = ScoringCore(loaded, ModelIdentity(prepared.name, prepared.version), max_rows=self.settings.max_rows)
+        if prepared.compiled:
+            loaded = load_compiled(prepared.compiled)
+        else:
+            loaded = load_model(prepared.path, TrustPolicy.from_settings(self.settings))
+        identity = ModelIdentity(prepared.name, prepared.version, prepared.sha256 or loaded.sha256)
+        core = ScoringCore(loaded, identity, max_rows=self.settings.max_rows)
         core.warm_up()
         return core
 
@@ -116,7 +121,9 @@ class ScoringApp:
         self._identify(core.identity.name, core.identity.version)
         self.state.mark_warm(core)
         assert self.state.runner is not None  # set by mark_warm
-        self.metrics.serving(self.state.model_name, self.state.model_version, self.state.runner.calls)
+        self.metrics.serving(
+            self.state.model_name, self.state.model_version, self.state.runner.calls, core.identity.sha256
+        )
         log.info("model %s version %s ready (%s)", self.state.model_name, self.state.model_version, core.model_class)
 
     def follow_generation(self) -> None:

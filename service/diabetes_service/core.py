@@ -49,6 +49,7 @@ class InvalidInput(Exception):
 class ModelIdentity:
     name: str
     version: str
+    sha256: str | None = None  # of the artifact file, where known
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:

@@ -24,6 +24,7 @@ from diabetes_service.metrics import Metrics
 from diabetes_service.preparation import Preparation
 from diabetes_service.resolution import ResolvedModel, Unchanged, announce, needs_mlflow
 from diabetes_service.settings import ServiceSettings
+from diabetes_service.trust import TrustPolicy
 
 log = logging.getLogger("diabetes_service.supervisor")
 
@@ -40,9 +41,12 @@ class ModelFollower:
         self.preparation: Preparation | None = None
         self.check_requested = False
         self.next_check = float("inf")
+        self.policy = TrustPolicy.from_settings(settings)
 
     def start(self) -> None:
-        self.preparation = Preparation(self.settings.model_uri, self.settings.tracking_uri, self.workdir / "gen-0")
+        self.preparation = Preparation(
+            self.settings.model_uri, self.settings.tracking_uri, self.workdir / "gen-0", self.policy
+        )
 
     def request_check(self) -> None:
         """SIGHUP or a webhook delivery: resolve again as soon as the current preparation is done."""
@@ -64,6 +68,7 @@ class ModelFollower:
                 self.settings.model_uri,
                 self.settings.tracking_uri,
                 self.workdir / f"gen-{self.generation + 1}",
+                self.policy,
                 skip=skip,
             )
 
@@ -91,6 +96,7 @@ class ModelFollower:
             resolved, name=settings.model_name or resolved.name, version=settings.model_version or resolved.version
         )
         if first:
+            log.info("%s version %s: artifact sha256 %s", resolved.name, resolved.version, resolved.sha256)
             self._announce(resolved)
             return
         assert self.current is not None
@@ -104,6 +110,7 @@ class ModelFollower:
             log.info(
                 "swapping in %s version %s (was version %s)", resolved.name, resolved.version, self.current.version
             )
+            log.info("%s version %s: artifact sha256 %s", resolved.name, resolved.version, resolved.sha256)
             self._count("swapped")
             self._announce(resolved)
         self._schedule()

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_service.errors import ModelLoadError
+from diabetes_service.trust import TrustPolicy, check_pickle, check_pin, trusted_skops_types
 
 BARE_PICKLE_NAMES = ("model.pkl", "model.joblib")
+STRICT = TrustPolicy()  # no pickle without an opt-in or a pin; skops types from the allow-list only
 
 
 @dataclass(frozen=True)
@@ -30,20 +32,32 @@ class LoadedModel:
     estimator: Any
     features: tuple[Feature, ...]
     input_example: list[list[float]] | None
+    sha256: str | None = None  # of the artifact file the estimator came from
 
 
-def load_model(path: str | Path) -> LoadedModel:
+def load_model(path: str | Path, policy: TrustPolicy = STRICT) -> LoadedModel:
+    """Load what `path` holds, if `policy` trusts it (trust.py)."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"no model at {path}")
     if path.is_dir() and (path / "MLmodel").is_file():
-        return _load_mlflow_folder(path)
-    if path.is_dir():
-        for name in BARE_PICKLE_NAMES:
-            if (path / name).is_file():
-                return _load_bare_pickle(path / name)
+        return _load_mlflow_folder(path, policy)
+    file = model_file(path)
+    if file is None:
         raise ModelLoadError(f"{path} holds neither an MLmodel file nor a model.pkl")
-    return _load_bare_pickle(path)
+    return _load_bare_pickle(file, policy)
+
+
+def model_file(path: Path) -> Path | None:
+    """The one file that holds the estimator: what is loaded, hashed and pinned."""
+    if path.is_file():
+        return path
+    if (path / "MLmodel").is_file():
+        import yaml
+
+        flavor = (yaml.safe_load((path / "MLmodel").read_text()).get("flavors") or {}).get("sklearn") or {}
+        return path / flavor.get("pickled_model", "model.pkl")
+    return next((path / name for name in BARE_PICKLE_NAMES if (path / name).is_file()), None)
 
 
 def load_compiled(folder: str | Path) -> LoadedModel:
@@ -55,14 +69,16 @@ def load_compiled(folder: str | Path) -> LoadedModel:
     return LoadedModel(compiled, features, meta.get("input_example"))
 
 
-def _load_bare_pickle(path: Path) -> LoadedModel:
+def _load_bare_pickle(path: Path, policy: TrustPolicy) -> LoadedModel:
+    digest = check_pin(path, policy)
+    check_pickle(path, policy)
     import joblib
 
     try:
         estimator = joblib.load(path)
     except Exception as exc:
         raise ModelLoadError(f"cannot unpickle {path.name}: {type(exc).__name__}: {exc}") from exc
-    return LoadedModel(estimator, _features_of_estimator(estimator), None)
+    return LoadedModel(estimator, _features_of_estimator(estimator), None, digest)
 
 
 def _features_of_estimator(estimator: Any) -> tuple[Feature, ...]:
@@ -75,7 +91,7 @@ def _features_of_estimator(estimator: Any) -> tuple[Feature, ...]:
     return tuple(Feature(f"x{i}", "double") for i in range(int(count)))
 
 
-def _load_mlflow_folder(folder: Path) -> LoadedModel:
+def _load_mlflow_folder(folder: Path, policy: TrustPolicy) -> LoadedModel:
     import yaml
 
     try:
@@ -85,25 +101,31 @@ def _load_mlflow_folder(folder: Path) -> LoadedModel:
     flavor = (mlmodel.get("flavors") or {}).get("sklearn")
     if not flavor:
         raise ModelLoadError("the MLflow model has no sklearn flavor (only scikit-learn models are served)")
-    estimator = _unpickle_flavor(folder, flavor)
+    file = folder / flavor.get("pickled_model", "model.pkl")
+    if not file.is_file():
+        raise ModelLoadError(f"the MLflow model has no {file.name}")
+    digest = check_pin(file, policy)
+    estimator = _unpickle_flavor(file, flavor.get("serialization_format", "cloudpickle"), policy)
     features = _features_of_signature(mlmodel.get("signature")) or _features_of_estimator(estimator)
-    return LoadedModel(estimator, features, _input_example(folder, mlmodel, features))
+    return LoadedModel(estimator, features, _input_example(folder, mlmodel, features), digest)
 
 
-def _unpickle_flavor(folder: Path, flavor: dict[str, Any]) -> Any:
-    model_file = folder / flavor.get("pickled_model", "model.pkl")
-    fmt = flavor.get("serialization_format", "cloudpickle")
+def _unpickle_flavor(file: Path, fmt: str, policy: TrustPolicy) -> Any:
+    if fmt != "skops":
+        check_pickle(file, policy)
     try:
         if fmt == "skops":
             import skops.io
 
-            # The operator chose to serve this model, so trust what it was saved with, as MLflow does.
-            return skops.io.load(model_file, trusted=flavor.get("skops_trusted_types"))
-        with model_file.open("rb") as handle:
+            trusted = trusted_skops_types(skops.io.get_untrusted_types(file=file), policy)
+            return skops.io.load(file, trusted=trusted)
+        with file.open("rb") as handle:
             # cloudpickle writes standard pickles; classes load by reference like plain pickle.
-            return pickle.load(handle)  # noqa: S301 - serving a model means trusting its artifact
+            return pickle.load(handle)  # noqa: S301 - trusted by check_pickle: opted in or pinned
+    except ModelLoadError:
+        raise
     except Exception as exc:
-        raise ModelLoadError(f"cannot load {model_file.name} ({fmt}): {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(f"cannot load {file.name} ({fmt}): {type(exc).__name__}: {exc}") from exc
 
 
 def _features_of_signature(signature: dict[str, Any] | None) -> tuple[Feature, ...]:

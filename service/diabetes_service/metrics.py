@@ -37,6 +37,7 @@ class Totals:
         self.predictions: dict[str, int] = {}
         self.model_calls: dict[str, int] = {}
         self.models: set[tuple[str, str]] = set()
+        self.artifacts: set[tuple[str, str, str]] = set()  # (name, version, sha256 of the artifact file)
         # Kept by the supervisor (restarts.py), in a snapshot of its own.
         self.worker_restarts: dict[str, int] = {}
         self.crash_looping = 0
@@ -50,6 +51,7 @@ class Totals:
                 "predictions": self.predictions,
                 "model_calls": self.model_calls,
                 "models": sorted(self.models),
+                "artifacts": sorted(self.artifacts),
                 "worker_restarts": self.worker_restarts,
                 "crash_looping": self.crash_looping,
                 "model_swaps": self.model_swaps,
@@ -65,6 +67,7 @@ class Totals:
         _add_counts(self.predictions, snapshot["predictions"])
         _add_counts(self.model_calls, snapshot["model_calls"])
         self.models.update((name, version) for name, version in snapshot["models"])
+        self.artifacts.update((name, version, sha) for name, version, sha in snapshot.get("artifacts", []))
         _add_counts(self.worker_restarts, snapshot.get("worker_restarts", {}))
         self.crash_looping += snapshot.get("crash_looping", 0)
         _add_counts(self.model_swaps, snapshot.get("model_swaps", {}))
@@ -96,9 +99,10 @@ class Metrics:
         predictions = self.totals.predictions
         predictions[method] = predictions.get(method, 0) + rows
 
-    def serving(self, name: str, version: str, model_calls: dict[str, int]) -> None:
+    def serving(self, name: str, version: str, model_calls: dict[str, int], sha256: str | None = None) -> None:
         """A model is loaded (or swapped in): label it, and count its calls from `model_calls` (the runner's)."""
         self.totals.models = {(name, version)}
+        self.totals.artifacts = {(name, version, sha256)} if sha256 else set()
         previous = self.totals.model_calls
         self.totals.model_calls = model_calls
         for method, count in previous.items():  # counters never go back across a swap
@@ -170,6 +174,14 @@ class _Exposition:
         for name, version in sorted(totals.models):
             model.add_metric([name, version], 1)
         yield model
+        artifact = GaugeMetricFamily(
+            "diabetes_model_artifact_info",
+            "The served artifact file (value 1), labelled with its sha256: what --model-sha256 pins",
+            labels=["name", "version", "sha256"],
+        )
+        for name, version, sha in sorted(totals.artifacts):
+            artifact.add_metric([name, version, sha], 1)
+        yield artifact
         restarts = CounterMetricFamily(
             "diabetes_worker_restarts",
             "Workers replaced by the supervisor, by why the old one ended (exit, signal, heartbeat)",

@@ -13,16 +13,19 @@ from pathlib import Path
 
 from diabetes_service.errors import ModelLoadError
 from diabetes_service.resolution import ResolvedModel, preparation_command, preparation_outcome
+from diabetes_service.trust import TrustPolicy
 
 PREPARE_TIMEOUT_SECONDS = 120
 
 
 class Preparation:
-    def __init__(self, uri: str, tracking_uri: str | None, workdir: Path, skip: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, uri: str, tracking_uri: str | None, workdir: Path, policy: TrustPolicy, skip: tuple[str, ...] = ()
+    ) -> None:
         """Prepare `uri` into `workdir` (a folder of its own), unless it resolves to a version in `skip`."""
         self.uri = uri
         workdir.mkdir(parents=True, exist_ok=True)
-        cmd, env = preparation_command(uri, tracking_uri, compile_to=workdir / "compiled", skip=skip)
+        cmd, env = preparation_command(uri, tracking_uri, workdir / "compiled", policy, skip=skip)
         # Files, not pipes: nobody reads while the child runs, and a pipe could fill and stall it.
         self._out = (workdir / "prepare.out").open("w+")
         self._err = (workdir / "prepare.err").open("w+")

@@ -20,10 +20,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from diabetes_service.errors import ModelLoadError
+from diabetes_service.trust import TrustPolicy
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
@@ -36,6 +37,7 @@ class ResolvedModel:
     version: str
     compiled: str | None = None  # folder of the compiled linear model, when there is one
     features: tuple[str, ...] | list[str] = ()  # the model's input columns, in order
+    sha256: str | None = None  # of the artifact file (trust.py)
 
 
 def needs_mlflow(uri: str) -> bool:
@@ -67,7 +69,7 @@ def local_model(uri: str) -> ResolvedModel:
 
 
 def preparation_command(
-    uri: str, tracking_uri: str | None, compile_to: Path, skip: tuple[str, ...] = ()
+    uri: str, tracking_uri: str | None, compile_to: Path, policy: TrustPolicy, skip: tuple[str, ...] = ()
 ) -> tuple[list[str], dict[str, str]]:
     """The child process that prepares `uri` (unless it resolves to a version in `skip`), and its environment."""
     from diabetes_trainer.tracking import resolve_tracking_uri
@@ -85,6 +87,7 @@ def preparation_command(
         uri,
         resolve_tracking_uri(tracking_uri),
         str(compile_to),
+        json.dumps(asdict(policy)),
         *skip,
     ]
     return cmd, env
@@ -169,24 +172,13 @@ class _RefuseImport:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
-def _model_file(path: Path) -> Path | None:
-    """The file holding the pickled estimator, as `loading` would read it."""
-    if path.is_file():
-        return path
-    if (path / "MLmodel").is_file():
-        import yaml
-
-        flavor = (yaml.safe_load((path / "MLmodel").read_text()).get("flavors") or {}).get("sklearn") or {}
-        return path / flavor.get("pickled_model", "model.pkl")
-    candidates = [path / name for name in ("model.pkl", "model.joblib")]
-    return next((c for c in candidates if c.is_file()), None)
-
-
 def _mentions_pandas(path: Path) -> bool:
     """Whether the pickled estimator may refer to pandas; True whenever it cannot tell."""
     import zipfile
 
-    file = _model_file(path)
+    from diabetes_service.loading import model_file
+
+    file = model_file(path)
     if file is None or not file.is_file():
         return True
     if zipfile.is_zipfile(file):  # skops: a zip of a JSON schema and arrays
@@ -197,7 +189,7 @@ def _mentions_pandas(path: Path) -> bool:
     return content[:1] != b"\x80" or b"pandas" in content
 
 
-def _check_and_compile(resolved: ResolvedModel, compile_to: Path) -> ResolvedModel:
+def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustPolicy) -> ResolvedModel:
     from dataclasses import asdict, replace
 
     from diabetes_service import linear
@@ -208,7 +200,7 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path) -> ResolvedMod
         # scikit-learn imports pandas (and pyarrow) whenever installed, which costs this
         # preparation step about half a second; a model that never mentions pandas cannot need it.
         sys.meta_path.insert(0, _RefuseImport("pandas"))
-    loaded = load_model(resolved.path)
+    loaded = load_model(resolved.path, policy)
     probe = probe_rows(loaded.input_example or [[0.0] * len(loaded.features)], len(loaded.features))
     for method in ("predict", "predict_proba"):
         if callable(getattr(loaded.estimator, method, None)):
@@ -216,7 +208,7 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path) -> ResolvedMod
                 getattr(loaded.estimator, method)(probe)
             except Exception as exc:
                 raise ModelLoadError(f"the model failed its warm-up {method}: {type(exc).__name__}: {exc}") from exc
-    resolved = replace(resolved, features=tuple(feature.name for feature in loaded.features))
+    resolved = replace(resolved, features=tuple(f.name for f in loaded.features), sha256=loaded.sha256)
     compiled = linear.compile_verified(loaded.estimator, probe)
     if compiled is None:
         return resolved
@@ -231,11 +223,13 @@ def main(argv: list[str]) -> int:
 
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    uri, tracking_uri, compile_to, *skip = argv  # skip: versions the caller has or refused (--follow)
+    uri, tracking_uri, compile_to, policy_json, *skip = argv  # skip: versions it has or refused (--follow)
+    given = json.loads(policy_json)
+    policy = TrustPolicy(given["allow_pickle"], given["sha256"], tuple(given["trusted_types"]))
     resolved = None
     try:
         resolved = _resolve_with_mlflow(uri, tracking_uri, frozenset(skip)) if needs_mlflow(uri) else local_model(uri)
-        resolved = _check_and_compile(resolved, Path(compile_to))
+        resolved = _check_and_compile(resolved, Path(compile_to), policy)
     except Unchanged as exc:
         print(json.dumps({"unchanged": str(exc)}))
         return 0

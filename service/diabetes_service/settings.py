@@ -54,6 +54,15 @@ class ServiceSettings(BaseSettings):
     )
     access_log: bool = True
     graceful_timeout_seconds: float = Field(default=30.0, ge=0)
+    allow_pickle: bool = Field(default=False, description="load pickle-based artifacts (they run code when loaded)")
+    model_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="the artifact file's sha256: a pickle that matches loads",
+    )
+    trusted_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="types a skops artifact may name beyond scikit-learn, numpy and scipy"
+    )
     follow: bool = Field(default=False, description="re-resolve an @alias or latest URI and swap in new versions")
     follow_interval_seconds: float = Field(default=30.0, gt=0, description="how often --follow asks the registry")
     follow_schema_changes: bool = Field(
@@ -65,6 +74,18 @@ class ServiceSettings(BaseSettings):
     heartbeat_timeout_seconds: float = Field(
         default=5.0, gt=0, description="a worker whose event loop is silent this long is killed and replaced"
     )
+
+    @field_validator("model_sha256", mode="before")
+    @classmethod
+    def _no_pin_when_empty(cls, value: object) -> object:
+        return None if value == "" else value  # an image built without a pin sets the variable empty
+
+    @field_validator("trusted_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ its socket. Under CI a missing engine fails; on a developer machine these tests 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -149,6 +150,15 @@ def test_keys_are_required(deployed: Deployed, example_data) -> None:
     assert requests.get(f"{base}/", timeout=10).text.strip().strip('"') == "Healthy"
 
 
+def test_the_image_pins_its_models_artifact(deployed: Deployed) -> None:
+    env = json.loads(docker("inspect", "--format", "{{json .Config.Env}}", deployed.image).stdout)
+    pin = next(item.split("=", 1)[1] for item in env if item.startswith("DIABETES_MODEL_SHA256="))
+    assert len(pin) == 64
+    headers = {"Authorization": f"Bearer {KEYS.split(',')[0]}"}
+    metrics = requests.get(deployed.url + "/metrics", headers=headers, timeout=5)
+    assert f'sha256="{pin}"' in metrics.text
+
+
 def test_the_specs_settings_reach_the_containers_workers(deployed: Deployed) -> None:
     title = requests.get(deployed.url + "/swagger.json", timeout=5).json()["info"]["title"]
     assert title == NAME
@@ -213,7 +223,10 @@ def test_a_model_mounted_at_run_time(deployed: Deployed, example_model_pkl: Path
     run = docker(
         "run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8080",
         "--volume", f"{mounted}:/opt/model:ro", "--read-only", "--tmpfs", "/tmp",
-        "--env", f"DIABETES_API_KEYS={KEYS}", deployed.image,
+        "--env", f"DIABETES_API_KEYS={KEYS}",
+        # The image pins its baked model's digest: a pickle mounted in its place is pinned anew.
+        "--env", f"DIABETES_MODEL_SHA256={hashlib.sha256(example_model_pkl.read_bytes()).hexdigest()}",
+        deployed.image,
     )  # fmt: skip
     try:
         assert run.returncode == 0, run.stderr

@@ -8,7 +8,10 @@ from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegressio
 
 from diabetes_service.core import ModelIdentity, ScoringCore
 from diabetes_service.loading import Feature, LoadedModel, load_model
+from diabetes_service.trust import TrustPolicy
 from tests.service.slow_models import SlowToPredictRidge
+
+TRUSTED = TrustPolicy(allow_pickle=True)  # the test's own pickle
 
 
 def core_for(estimator, width: int = 10) -> ScoringCore:
@@ -23,7 +26,7 @@ def uses_fast_path(core: ScoringCore, method: str) -> bool:
 
 
 def test_the_example_ridge_takes_the_fast_path_and_agrees(example_model_pkl, example_data):
-    loaded = load_model(example_model_pkl)
+    loaded = load_model(example_model_pkl, TRUSTED)
     core = ScoringCore(loaded, ModelIdentity("m", "1"), max_rows=10_000)
     core.warm_up()
     assert uses_fast_path(core, "predict")
@@ -65,7 +68,7 @@ def test_a_user_subclass_keeps_its_own_predict(example_data):
 def test_huge_but_finite_predictions_are_answered_and_overflow_names_its_row(example_model_pkl):
     from diabetes_service.core import InvalidInput
 
-    core = ScoringCore(load_model(example_model_pkl), ModelIdentity("m", "1"), max_rows=10_000)
+    core = ScoringCore(load_model(example_model_pkl, TRUSTED), ModelIdentity("m", "1"), max_rows=10_000)
     core.warm_up()
     huge = np.full((2, 10), 1e200)  # predictions near 1e202: finite, though their squares are not
     assert np.isfinite(core.predict(huge, "predict")).all()

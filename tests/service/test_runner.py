@@ -15,6 +15,9 @@ from sklearn.preprocessing import StandardScaler
 from diabetes_service.core import InvalidInput, ModelIdentity, ScoringCore
 from diabetes_service.loading import Feature, LoadedModel
 from diabetes_service.runner import PredictionRunner, ScoringTimeout
+from diabetes_service.trust import TrustPolicy
+
+TRUSTED = TrustPolicy(allow_pickle=True)  # the test's own pickle
 
 
 class CountingModel:
@@ -72,7 +75,7 @@ def test_which_models_gather(pipeline, example_data, example_model_pkl):
     trees = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(example_data.x_train, example_data.y_train)
     assert core_for(pipeline).gathers  # scikit-learn's checks cost far more than a few rows
     assert core_for(trees).gathers
-    compiled = ScoringCore(load_model(example_model_pkl), ModelIdentity("m", "1"), max_rows=10_000)
+    compiled = ScoringCore(load_model(example_model_pkl, TRUSTED), ModelIdentity("m", "1"), max_rows=10_000)
     compiled.warm_up()
     assert not compiled.gathers  # ~1 µs a call: nothing to save
     assert not core_for(BatchCentredModel(pipeline)).gathers  # answers would depend on the neighbours
