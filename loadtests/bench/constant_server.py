@@ -1,7 +1,7 @@
 """`python -m loadtests.bench.constant_server --port P --workers N`: the ceiling, laid out as ours.
 
 The constant-reply app runs in N forked uvicorn workers (httptools, uvloop), each accepting from its
-own SO_REUSEPORT socket opened by the same `bind` as `diabetes serve`'s supervisor, with the same
+own SO_REUSEPORT socket opened by the same `Listeners` as `diabetes serve`'s supervisor, with the same
 uvicorn options as its workers. `uvicorn --workers N` would instead share one socket, and a burst
 of wrk connections can then land on a single worker, which would lower the ceiling unfairly.
 """
@@ -15,7 +15,7 @@ import signal
 
 import uvicorn
 
-from diabetes_service.server import bind
+from diabetes_service.listeners import Listeners
 from loadtests.bench.constant_app import app
 
 
@@ -40,9 +40,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    sockets = bind(args.host, args.port, args.workers)
+    listeners = Listeners(args.host, args.port, args.workers)
     children = []
-    for sock in sockets:
+    for sock in listeners.slots:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

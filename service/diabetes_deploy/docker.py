@@ -135,26 +135,27 @@ def resolve_model(model_uri: str, dest: Path, tracking_uri: str | None = None) -
     if not model_uri.startswith(("models:/", "runs:/")):
         raise DeployError(f"{model_uri}: no such file or folder, and not a models:/ or runs:/ URI")
     try:
-        import mlflow
         from mlflow.exceptions import MlflowException
     except ImportError:
         raise DeployError("resolving a models:/ URI needs MLflow (pip install 'diabetes-scoring[trainer]')") from None
-    from diabetes_trainer.tracking import resolve_tracking_uri
+    from diabetes_service.errors import ModelLoadError
+    from diabetes_service.resolution import resolve_registry
+    from diabetes_service.tracking_uri import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    dest.mkdir(parents=True)
-    try:
-        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest))
+    try:  # the service's own resolver, so deploy pins and caches exactly as serve does
+        resolved = resolve_registry(model_uri, resolve_tracking_uri(tracking_uri))
+    except ModelLoadError as exc:
+        raise DeployError(f"cannot resolve {model_uri}: {exc}") from None
     except MlflowException as exc:
         raise DeployError(f"cannot resolve {model_uri}: {exc.message.splitlines()[0]}") from None
-    if not (dest / "MLmodel").is_file():
-        # Some stores nest the artifacts one folder down: flatten to the folder holding MLmodel.
-        nested = next(iter(dest.rglob("MLmodel")), None)
+    source = Path(resolved.path)
+    if not (source / "MLmodel").is_file():
+        # Some stores nest the artifacts one folder down: take the folder holding MLmodel.
+        nested = next(iter(source.rglob("MLmodel")), None)
         if nested is None:
             raise DeployError(f"{model_uri}: downloaded, but it holds no MLmodel file")
-        return nested.parent
+        source = nested.parent
+    shutil.copytree(source, dest, ignore=SKIP)
     return dest
 
 

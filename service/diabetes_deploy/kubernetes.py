@@ -2,7 +2,9 @@
 
 Deployment (resources, probes on the service's routes, preStop + grace period to drain, non-root,
 read-only root filesystem with an emptyDir at /tmp), Service, HorizontalPodAutoscaler (when the spec
-autoscales), PodDisruptionBudget, the keys as a Secret, and a kustomization.yaml listing them.
+autoscales), PodDisruptionBudget, the keys as a Secret, and a kustomization.yaml listing them. With
+`model.follow` the pod serves the registry's alias (`model.tracking_uri`) and follows it, with the
+registry's credentials in a Secret of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ KEYS_ENV = "DIABETES_API_KEYS"
 SECRET_KEY = "api-keys"  # noqa: S105 - the key name inside the Secret, not a key
 # Marked so nobody mistakes it for a key; `diabetes deploy kubernetes` warns when it writes it.
 PLACEHOLDER_KEYS = "REPLACE-ME-primary-key,REPLACE-ME-secondary-key"
+REGISTRY_CREDENTIALS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def cpu_quantity(cores: float) -> str:
@@ -64,7 +67,7 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in serving_environment(spec).items()]
     if spec.auth.enabled:
         env.append({"name": KEYS_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec), "key": SECRET_KEY}}})
-    container = {
+    container: dict[str, Any] = {
         "name": "scoring",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
@@ -86,6 +89,14 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
         # Byte-code (PYTHONPYCACHEPREFIX) and the workers' metrics snapshots go to /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
+    if spec.model.follow:
+        # The pod serves the registry's alias instead of the model baked into the image, and
+        # follows it; the registry's credentials (if any) come from their own Secret.
+        container["args"] = [
+            *("/opt/venv/bin/diabetes", "serve", "--model-uri", spec.model_uri),
+            *("--host", "0.0.0.0", "--port", str(CONTAINER_PORT), "--follow"),
+        ]
+        container["envFrom"] = [{"secretRef": {"name": registry_secret_name(spec), "optional": True}}]
     replicas = spec.scale.replicas if spec.scale.replicas is not None else spec.scale.min_replicas
     return {
         "apiVersion": "apps/v1",
@@ -189,12 +200,41 @@ def keys_secret(spec: DeploymentSpec, keys: str | None) -> dict[str, Any] | None
     }
 
 
+def registry_secret_name(spec: DeploymentSpec) -> str:
+    return f"{spec.name}-registry"
+
+
+def registry_secret(spec: DeploymentSpec) -> dict[str, Any] | None:
+    """MLflow's own credential variables for a following pod, from this environment when set."""
+    if not spec.model.follow:
+        return None
+    values = {name: os.environ[name] for name in REGISTRY_CREDENTIALS if os.environ.get(name)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": registry_secret_name(spec),
+            "labels": labels(spec),
+            "annotations": {
+                "diabetes-scoring/registry": "from MLflow's credential variables"
+                if values
+                else "EMPTY: add MLFLOW_TRACKING_TOKEN (or USERNAME and PASSWORD) if the server needs them"
+            },
+        },
+        "type": "Opaque",
+        "stringData": values,
+    }
+
+
 def manifests(
     spec: DeploymentSpec, image: str, *, keys: str | None = None, service_type: str = "ClusterIP"
 ) -> dict[str, dict[str, Any]]:
     """File name -> manifest, in the order kustomize lists them."""
+    if spec.model.follow and not spec.model.tracking_uri:
+        raise DeployError("model.follow in a pod needs model.tracking_uri: the MLflow tracking server to follow")
     files: dict[str, dict[str, Any] | None] = {
         "secret.yaml": keys_secret(spec, keys),
+        "registry-secret.yaml": registry_secret(spec),
         "deployment.yaml": deployment(spec, image),
         "service.yaml": service(spec, service_type),
         "hpa.yaml": autoscaler(spec),
@@ -239,7 +279,8 @@ def write(
             path = out / name
             tmp = path.with_suffix(".tmp")
             # The Secret may hold real keys: readable by its owner only.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name == "secret.yaml" else 0o644)
+            private = name in ("secret.yaml", "registry-secret.yaml")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
             tmp.replace(path)
@@ -247,7 +288,7 @@ def write(
     except OSError as exc:
         raise DeployError(f"cannot write the manifests into {out}: {exc.strerror or exc}") from None
     # A spec changed from autoscale to fixed replicas must not leave a stale HPA behind.
-    for stale in ("hpa.yaml", "secret.yaml"):
+    for stale in ("hpa.yaml", "secret.yaml", "registry-secret.yaml"):
         if stale not in rendered and (out / stale).exists():
             (out / stale).unlink()
     return written

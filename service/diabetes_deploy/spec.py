@@ -43,6 +43,9 @@ class ModelRef(_Strict):
     alias: str | None = None
     framework: Literal["ScikitLearn"] = "ScikitLearn"
     follow: bool = False  # serve the alias's new versions as it moves (an alias only)
+    # Where the registry is, for a pod that follows the alias: an MLflow tracking server's URL
+    # (its credentials go in a Secret, never here).
+    tracking_uri: str | None = Field(default=None, pattern=r"^https?://[^@\s]+$")
     allow_pickle: bool = False  # load pickle-based artifacts (they run code when loaded)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")  # pin the artifact file
     trusted_types: tuple[str, ...] = ()  # skops types beyond scikit-learn, numpy and scipy
@@ -71,6 +74,8 @@ class ModelRef(_Strict):
             raise ValueError("give exactly one of version or alias")
         if self.follow and self.alias is None:
             raise ValueError("follow needs an alias: a fixed version never moves")
+        if self.follow and self.sha256 is not None:
+            raise ValueError("follow cannot keep a sha256 pin: each new version is another artifact")
         return self
 
     @property
@@ -310,6 +315,8 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         values["api_keys"] = ()
     if spec.model.follow:
         values["follow"] = True
+    if spec.model.tracking_uri:
+        values["tracking_uri"] = spec.model.tracking_uri
     if spec.model.allow_pickle:
         values["allow_pickle"] = True
     if spec.model.sha256:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from diabetes_service.errors import ModelLoadError
+from diabetes_service.registry_rest import RegistryServer, Unsupported, is_rest_server
 from diabetes_service.trust import TrustPolicy
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
@@ -72,7 +73,7 @@ def preparation_command(
     uri: str, tracking_uri: str | None, compile_to: Path, policy: TrustPolicy, skip: tuple[str, ...] = ()
 ) -> tuple[list[str], dict[str, str]]:
     """The child process that prepares `uri` (unless it resolves to a version in `skip`), and its environment."""
-    from diabetes_trainer.tracking import resolve_tracking_uri
+    from diabetes_service.tracking_uri import resolve_tracking_uri
 
     env = {
         **os.environ,
@@ -116,10 +117,14 @@ def _cache_root() -> Path:
     return Path(base)
 
 
+def _cache_entry(tracking_uri: str, key: str) -> Path:
+    return _cache_root() / hashlib.sha256(f"{tracking_uri}|{key}".encode()).hexdigest()[:24]
+
+
 def _download(uri: str, tracking_uri: str, key: str) -> str:
     import mlflow.artifacts
 
-    target = _cache_root() / hashlib.sha256(f"{tracking_uri}|{key}".encode()).hexdigest()[:24]
+    target = _cache_entry(tracking_uri, key)
     if target.is_dir():
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -136,16 +141,39 @@ class Unchanged(Exception):
     """The URI resolves to a version the caller already has (or refused): nothing to prepare."""
 
 
-def _resolve_with_mlflow(uri: str, tracking_uri: str, skip: frozenset[str] = frozenset()) -> ResolvedModel:
+def resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str] = frozenset()) -> ResolvedModel:
+    """A `models:/` or `runs:/` URI pinned to its version and downloaded into the cache: the one
+    resolver, for serve, --follow and deploy. Raises Unchanged for a version in `skip`.
+
+    A tracking server is asked over its REST API (registry_rest.py: no MLflow import, so the
+    serving image can follow an alias); any other store, or artifacts the server does not proxy,
+    through MLflow's client.
+    """
+    match = _REGISTERED.match(uri)
+    if match and is_rest_server(tracking_uri):
+        name, alias, version = match["name"], match["alias"], match["version"]
+        _check_version(uri, alias, version)
+        server = RegistryServer(tracking_uri)
+        version = server.version_for(name, alias, version)
+        if version in skip:
+            raise Unchanged(version)
+        pinned = f"models:/{name}/{version}"
+        target = _cache_entry(tracking_uri, pinned)
+        try:
+            if not target.is_dir():
+                server.download(name, version, target)
+            return ResolvedModel(str(target), name, version)
+        except Unsupported:
+            return ResolvedModel(_download(pinned, tracking_uri, pinned), name, version)
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    match = _REGISTERED.match(uri)
     if not match:  # runs:/ and friends: no registry version to pin
         return ResolvedModel(_download(uri, tracking_uri, uri), uri.rstrip("/").rsplit("/", 1)[-1], "run")
     name, alias, version = match["name"], match["alias"], match["version"]
+    _check_version(uri, alias, version)
     if alias:
         version = client.get_model_version_by_alias(name, alias).version
     elif version == "latest":
@@ -153,12 +181,15 @@ def _resolve_with_mlflow(uri: str, tracking_uri: str, skip: frozenset[str] = fro
         if not versions:
             raise ModelLoadError(f"registered model {name!r} has no versions")
         version = str(max(int(v.version) for v in versions))
-    elif not (version or "").isdigit():
-        raise ModelLoadError(f"{uri}: use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest")
     if str(version) in skip:
         raise Unchanged(str(version))
     pinned = f"models:/{name}/{version}"
     return ResolvedModel(_download(pinned, tracking_uri, pinned), name, str(version))
+
+
+def _check_version(uri: str, alias: str | None, version: str | None) -> None:
+    if not alias and version != "latest" and not (version or "").isdigit():
+        raise ModelLoadError(f"{uri}: use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest")
 
 
 class _RefuseImport:
@@ -228,7 +259,7 @@ def main(argv: list[str]) -> int:
     policy = TrustPolicy(given["allow_pickle"], given["sha256"], tuple(given["trusted_types"]))
     resolved = None
     try:
-        resolved = _resolve_with_mlflow(uri, tracking_uri, frozenset(skip)) if needs_mlflow(uri) else local_model(uri)
+        resolved = resolve_registry(uri, tracking_uri, frozenset(skip)) if needs_mlflow(uri) else local_model(uri)
         resolved = _check_and_compile(resolved, Path(compile_to), policy)
     except Unchanged as exc:
         print(json.dumps({"unchanged": str(exc)}))

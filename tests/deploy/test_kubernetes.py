@@ -192,6 +192,51 @@ def test_the_pods_environment_applies_every_serving_setting_of_the_spec(tmp_path
     assert (settings.scoring_timeout_seconds, settings.max_concurrent_requests, settings.workers) == (12.5, 21, 3)
 
 
+def test_a_following_pod_serves_the_registrys_alias_with_credentials_from_a_secret(tmp_path: Path) -> None:
+    spec = tmp_path / "follow.yaml"
+    spec.write_text(
+        "name: follow-service\n"
+        "model: {name: diabetes_model, alias: champion, follow: true, tracking_uri: 'https://mlflow.example.test'}\n"
+        "auth: {enabled: false}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DIABETES_API_KEYS"}
+    done = subprocess.run(
+        [DIABETES, "deploy", "kubernetes", "--spec", str(spec), "--out", str(tmp_path / "out")],
+        env={**env, "MLFLOW_TRACKING_TOKEN": "registry-token-for-test"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    docs = load_dir(tmp_path / "out")
+    (container,) = docs["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == [
+        *("/opt/venv/bin/diabetes", "serve", "--model-uri", "models:/diabetes_model@champion"),
+        *("--host", "0.0.0.0", "--port", "8080", "--follow"),
+    ]
+    env_values = {e["name"]: e.get("value") for e in container["env"]}
+    assert env_values["DIABETES_TRACKING_URI"] == "https://mlflow.example.test"
+    assert env_values["DIABETES_FOLLOW"] == "True"
+    assert container["envFrom"] == [{"secretRef": {"name": "follow-service-registry", "optional": True}}]
+    secret = docs["registry-secret.yaml"]
+    assert secret["stringData"] == {"MLFLOW_TRACKING_TOKEN": "registry-token-for-test"}
+    assert stat.S_IMODE((tmp_path / "out" / "registry-secret.yaml").stat().st_mode) == 0o600
+    assert "registry-token-for-test" not in (tmp_path / "out" / "deployment.yaml").read_text()
+    for name, doc in docs.items():
+        if name != "kustomization.yaml":
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert "registry-secret.yaml" in docs["kustomization.yaml"]["resources"]
+
+
+def test_following_without_a_tracking_server_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "follow.yaml"
+    spec.write_text("name: follow-service\nmodel: {name: diabetes_model, alias: champion, follow: true}\n")
+    done = deploy_kubernetes(tmp_path / "out", spec=spec)
+    assert done.returncode != 0
+    assert "model.follow in a pod needs model.tracking_uri" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_spec_writes_nothing(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("name: Bad_Name\nmodel: {name: m, version: 1}\n")

@@ -195,3 +195,15 @@ def test_a_signed_mlflow_webhook_swaps_and_a_forged_one_is_refused(service, tmp_
         wait_version(svc.url, row, "2", timeout=60)
         assert "received SIGHUP" in svc.output()
         wait_http(svc.url + "/health/ready", timeout=5)
+        # A tracking server is read over its REST API: what the serving image does, without MLflow.
+        probe = (
+            "import sys, tempfile, os; os.environ['DIABETES_MODEL_CACHE'] = tempfile.mkdtemp();"
+            "from diabetes_service.resolution import resolve_registry;"
+            f"r = resolve_registry('models:/{MODEL}@champion', '{server.uri}');"
+            "print(r.version, os.path.isfile(os.path.join(r.path, 'MLmodel')), 'mlflow' in sys.modules)"
+        )
+        import subprocess
+        import sys
+
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == ["2", "True", "False"], done.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""Where runs and registered models live: one rule, shared by `train` and `serve`.
+"""Talking to the tracking store from the trainer; the URI rule is diabetes_service.tracking_uri.
 
 Kept free of MLflow imports so that the CLI can decide the URI before paying for the import.
 """
@@ -9,41 +9,16 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-EMBEDDED_DB_NAME = "mlruns.db"
-EMBEDDED_ARTIFACTS_NAME = "mlartifacts"
-
-
-def project_dir() -> Path:
-    """The folder that holds the embedded store: `DIABETES_HOME`, else the working directory."""
-    return Path(os.environ.get("DIABETES_HOME") or Path.cwd()).resolve()
-
-
-def embedded_tracking_uri() -> str:
-    """MLflow on a SQLite file inside the project folder: no server to run."""
-    return f"sqlite:///{project_dir() / EMBEDDED_DB_NAME}"
-
-
-def embedded_artifact_root() -> Path:
-    """The embedded store's artifact folder, beside its database."""
-    return project_dir() / EMBEDDED_ARTIFACTS_NAME
-
-
-def resolve_tracking_uri(explicit: str | None = None) -> str:
-    """`--tracking-uri`, else `DIABETES_TRACKING_URI`, else `MLFLOW_TRACKING_URI`, else embedded."""
-    for candidate in (
-        explicit,
-        os.environ.get("DIABETES_TRACKING_URI"),
-        os.environ.get("MLFLOW_TRACKING_URI"),
-    ):
-        if candidate:
-            return candidate
-    return embedded_tracking_uri()
-
-
-def is_embedded(uri: str) -> bool:
-    """Whether `uri` is the embedded store of the current project folder."""
-    return uri == embedded_tracking_uri()
-
+# The rule itself lives beside the service, which must not import the trainer.
+from diabetes_service.tracking_uri import (  # noqa: F401 - re-exported for the trainer's callers
+    EMBEDDED_ARTIFACTS_NAME,
+    EMBEDDED_DB_NAME,
+    embedded_artifact_root,
+    embedded_tracking_uri,
+    is_embedded,
+    project_dir,
+    resolve_tracking_uri,
+)
 
 # --- Talking to the store (still MLflow-free: decided before MLflow is imported) ---------------
 
