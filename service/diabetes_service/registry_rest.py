@@ -46,9 +46,9 @@ class RegistryServer:
         elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
             self.session.auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
 
-    def _get(self, path: str, **params: str) -> requests.Response:
+    def _get(self, endpoint: str, **params: str) -> requests.Response:
         try:
-            answer = self.session.get(f"{self.base}{path}", params=params, timeout=TIMEOUT_SECONDS)
+            answer = self.session.get(f"{self.base}{endpoint}", params=params, timeout=TIMEOUT_SECONDS)
         except requests.RequestException as exc:
             raise ModelLoadError(f"cannot reach the tracking server at {self.base}: {type(exc).__name__}") from None
         if answer.status_code != 200:
