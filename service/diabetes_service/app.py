@@ -91,10 +91,10 @@ class ScoringApp:
             settings.model_path or settings.model_uri, self.state.model_name, self.state.model_version
         )
         if settings.prepared_file:  # forked before the model was prepared: wait for the supervisor
-            self.generation = board.current[0].generation() if board.current else 0
             prepared = await_announcement(Path(settings.prepared_file), give_up=lambda: self.state.draining)
             if prepared is None:
                 return
+            self.generation = prepared.generation
         try:
             core = self._warm_core(prepared)
         except ModelLoadError as exc:
@@ -137,21 +137,22 @@ class ScoringApp:
         task = asyncio.get_running_loop().run_in_executor(None, self._load_announced)
         task.add_done_callback(lambda done: self._swap(done, generation))
 
-    def _load_announced(self) -> ScoringCore:
+    def _load_announced(self) -> tuple[int, ScoringCore]:
         prepared = await_announcement(Path(self.settings.prepared_file or ""), give_up=lambda: True)
         if prepared is None:
             raise ModelLoadError("no model announced")
-        return self._warm_core(prepared)
+        return prepared.generation, self._warm_core(prepared)
 
     def _swap(self, done: asyncio.Future, generation: int) -> None:
         # On the loop, between requests: requests already running keep the core they started with.
         self.swapping = False
-        self.generation = generation
         if done.exception() is not None:
+            self.generation = generation  # not retried: the supervisor announces the next version
             log.error("could not swap in the announced model: %s", done.exception())
             return
+        self.generation, core = done.result()
         gc.unfreeze()  # the old model may be collected once no request holds it
-        self._serve(done.result())
+        self._serve(core)
         gc.collect()
         gc.freeze()
 

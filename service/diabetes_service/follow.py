@@ -118,9 +118,9 @@ class ModelFollower:
     def _announce(self, resolved: ResolvedModel) -> None:
         if self.current is None:
             self._schedule()
-        self.current = resolved
-        announce(resolved, Path(self.settings.prepared_file or self.workdir / "prepared.json"))
         self.generation += 1
+        self.current = replace(resolved, generation=self.generation)
+        announce(self.current, Path(self.settings.prepared_file or self.workdir / "prepared.json"))
         self.board.announce_generation(self.generation)
 
     def _refuse(self, version: str | None, reason: str) -> None:

@@ -39,6 +39,7 @@ class ResolvedModel:
     compiled: str | None = None  # folder of the compiled linear model, when there is one
     features: tuple[str, ...] | list[str] = ()  # the model's input columns, in order
     sha256: str | None = None  # of the artifact file (trust.py)
+    generation: int = 0  # bumped by the supervisor each time it announces a new version (follow.py)
 
 
 def needs_mlflow(uri: str) -> bool:
