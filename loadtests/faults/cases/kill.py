@@ -3,7 +3,8 @@
 Four processes call the service through `diabetes_client.Client` (its retries on) in a closed loop
 for 10 s; a fifth opens a new plain-HTTP connection for every call, 200 a second, so that calls
 keep landing on every worker's socket, the dead one's included. 3 s in, one worker is killed.
-Targets: no failed `Client` call; no fresh-connection call slower than 100 ms from the kill on.
+Targets: no failed `Client` call; no fresh-connection call slower than 100 ms from the kill on,
+and none failed but at once and retryably (a connection reset or refused).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import signal
 import time
 from pathlib import Path
 
-from loadtests.faults.load import SPAWN_SECONDS, Generators, client_calls, fresh_connection_calls, score_body
+from loadtests.faults.load import (
+    RETRYABLE_ERRORS,
+    SPAWN_SECONDS,
+    Generators,
+    client_calls,
+    fresh_connection_calls,
+    score_body,
+)
 from loadtests.faults.models import Models
 from loadtests.faults.report import Report
 from loadtests.faults.service import Service
@@ -66,17 +74,23 @@ def run(
         "their latency p50 / p99 / max",
         f"{fresh_after.p50_ms:.2f} / {fresh_after.p99_ms:.2f} / {fresh_after.max_ms:.1f} ms",
     )
+    if slow:
+        moments = ", ".join(f"{(sent - killed_at) * 1000:.0f}:{(done - sent) * 1000:.0f}" for sent, done, _ in slow[:8])
+        report.figure("over the limit (ms after the kill:ms taken)", moments)
 
+    failed = [call for call in after_kill if call[2] != 200]
     report.check("failed Client calls = 0", str(len(client_failures)), not client_failures and len(client_all) > 0)
     report.check(
         f"fresh connections over {FRESH_LIMIT_MS:g} ms after the kill = 0",
         f"{len(slow)} (max {fresh_after.max_ms:.1f} ms)",
         not slow and len(during_restart) > 0,
     )
+    # The kernel resets what was queued on the dead worker's own socket: a plain client sees that
+    # at once (Client retries it); a hang, a timeout or a 5xx would be a failure.
     report.check(
-        "fresh connections answered 200 after the kill",
-        f"{fresh_after.outcomes.get(200, 0)}/{len(after_kill)}",
-        fresh_after.errors == 0,
+        "fresh connections failed only at once and retryably",
+        f"{len(failed)} failed: {describe(summarize(failed).outcomes) if failed else 'none'}",
+        all(outcome in RETRYABLE_ERRORS for _, _, outcome in failed),
     )
     report.check("the service runs on", "running" if alive_after else "exited", alive_after)
     return report
