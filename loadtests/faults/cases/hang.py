@@ -45,7 +45,8 @@ def run(models: Models, workdir: Path, *, stop_after: float = 1.0) -> Report:
                 for _ in range(CONNECTIONS)
             ]
             time.sleep(max(0.0, start_at + stop_after - time.monotonic()))
-            victim = _busiest(workers)
+            held = {pid: _established(pid) for pid in sorted(workers)}
+            victim = max(held, key=held.__getitem__)  # the worker whose stop hurts most
             svc.signal_worker(victim, signal.SIGSTOP)
             stopped_at = time.monotonic()
             gone_after = _wait_gone(victim, timeout=until - stopped_at + 5)
@@ -66,7 +67,7 @@ def run(models: Models, workdir: Path, *, stop_after: float = 1.0) -> Report:
     too_slow = [call for call in after if call[1] - call[0] > SCORING_TIMEOUT_SECONDS]
     not_retryable = [call for call in after if call[2] != 200 and not is_retryable(call[2])]
 
-    report.figure("stopped worker", f"pid {victim}, of {sorted(workers)}")
+    report.figure("stopped worker", f"pid {victim}; client connections by worker {held}")
     report.figure("killed by the supervisor after", "not killed" if gone_after is None else f"{gone_after:.2f} s")
     report.figure(
         "replacement running after",
@@ -90,15 +91,11 @@ def run(models: Models, workdir: Path, *, stop_after: float = 1.0) -> Report:
     return report
 
 
-def _busiest(workers: set[int]) -> int:
-    """The worker holding the most established client connections (the one whose stop hurts most)."""
-
-    def established(pid: int) -> int:
-        with contextlib.suppress(psutil.Error):
-            return sum(1 for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_ESTABLISHED)
-        return 0
-
-    return max(sorted(workers), key=established)
+def _established(pid: int) -> int:
+    """How many established client connections the worker holds."""
+    with contextlib.suppress(psutil.Error):
+        return sum(1 for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_ESTABLISHED)
+    return 0
 
 
 def _wait_gone(pid: int, timeout: float) -> float | None:
