@@ -31,7 +31,7 @@ def test_one_case_prints_its_figures_and_verdicts_and_writes_json(tmp_path: Path
     assert "## oversized headers" in done.stdout
     assert "one 1 MiB header  " in done.stdout
     verdicts = [line for line in done.stdout.splitlines() if line.startswith("oversized headers: ")]
-    assert len(verdicts) == 6
+    assert len(verdicts) == 7
     assert all(line.endswith("PASS") for line in verdicts)
     saved = json.loads(out.read_text())
     assert [case["case"] for case in saved] == ["oversized headers"]

@@ -1,7 +1,8 @@
 """Oversized request heads: one huge header, many small ones, a huge URL.
 
 Targets: 431 (414 for the URL) with the service's JSON error body, the connection closed, the same
-workers running afterwards (no crash); a large but acceptable head still scores.
+workers running afterwards (no crash); a large but acceptable head, and a large body after small
+headers, still score.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ def run(models: Models, workdir: Path) -> Report:
             200,
         ),
     }
+    # Small headers before a large body: the body is never counted as headers.
+    large_body = score_body((models.rows * 100)[:6000])
+    requests["small headers, a 1 MiB body (within the limits)"] = (b"/score", [], 200)
     with Service(models.fast, workdir / "oversized.log", workers=2) as svc:
         workers = svc.worker_pids()
         for name, (target, headers, expected) in requests.items():
-            status, answer, closed = _send(svc.port, target, headers, body)
+            status, answer, closed = _send(svc.port, target, headers, large_body if "body" in name else body)
             json_body = _json_message(answer) if expected != 200 else "scored"
             report.figure(name, f"{status} {json_body}{', connection closed' if closed else ''}")
             report.check(

@@ -83,14 +83,18 @@ def run(models: Models, workdir: Path, *, slow: int = SLOW_CONNECTIONS) -> Repor
 def _slow_connections(port: int, count: int, until: float) -> dict[socket.socket, tuple[float | None, bytes]]:
     """Open `count` connections, trickle a header line a second into each, until `until`.
 
-    For each: how long it lived until the service closed it (None if it never did) and the first
-    bytes the service sent.
+    Half of them send one whole request first and read its answer, so that the deadline of a
+    kept-alive connection's next request is tried too. For each: how long it lived until the
+    service closed it (None if it never did), and what the service sent after the slow request began.
     """
     opened: dict[socket.socket, float] = {}
     result: dict[socket.socket, tuple[float | None, bytes]] = {}
     try:
-        for _ in range(count):
+        for index in range(count):
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if index % 2:  # half of them first get an answer, then go slow on the kept-alive connection
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                _read_answer(sock)
             sock.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
             sock.setblocking(False)
             opened[sock] = time.monotonic()
@@ -118,3 +122,16 @@ def _slow_connections(port: int, count: int, until: float) -> dict[socket.socket
     finally:
         for sock in opened:
             sock.close()
+
+
+def _read_answer(sock: socket.socket) -> None:
+    """Read one whole answer (headers and a Content-Length body) off a blocking socket."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(4096)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
