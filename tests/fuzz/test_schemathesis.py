@@ -24,8 +24,7 @@ SCHEMATHESIS = str(BIN / "schemathesis")
 KEY = "fuzz-primary-key"
 BUDGET_SECONDS = int(os.environ.get("DIABETES_FUZZ_SECONDS", "20"))
 # Well under what the budget gives on the 2-core machine (~1,300 cases in 20 s, ~200 when other work
-# shares the cores): a run that
-# generated fewer did not really fuzz.
+# shares the cores): a run that generated fewer did not really fuzz.
 MIN_CASES = 50
 
 
