@@ -116,16 +116,15 @@ class _Sweep:
 
     def __init__(self, protocol: HeaderLimitedProtocol) -> None:
         self.loop = protocol.loop
+        self.state = protocol.server_state  # shared by the server's connections: the sweep is kept there
         self.connections = protocol.connections  # the server's set of live protocols
         self.handle = self.loop.call_later(SWEEP_SECONDS, self.run)
 
     @classmethod
     def ensure(cls, protocol: HeaderLimitedProtocol) -> None:
-        # One sweep per server, kept on its shared state: connection_made is the only caller.
-        state = protocol.server_state
-        if getattr(state, "_header_sweep", None) is None:
-            state._header_sweep = cls(protocol)  # type: ignore[attr-defined]
-        state._header_sweep.state = state  # type: ignore[attr-defined]
+        """Start the server's sweep unless it runs (connection_made is the only caller)."""
+        if getattr(protocol.server_state, "_header_sweep", None) is None:
+            protocol.server_state._header_sweep = cls(protocol)  # type: ignore[attr-defined]
 
     def run(self) -> None:
         now = self.loop.time()
