@@ -2,7 +2,9 @@
 
 Two normal clients run throughout, 100 calls a second each: one on a kept-alive connection, one on
 a new connection per call. They are measured for 3 s alone, then while the 500 slow connections
-are open. Targets: the normal clients' p99 stays under 10 ms; every slow connection is closed by
+are open. Targets: the normal clients' p99 stays under 10 ms (judged when it is under 10 ms without
+the slow connections: a busy machine's own noise is not the attack's doing) and within 2× its p99
+without them, measured in the same run; every slow connection is closed by
 the service once its header deadline has passed (HEADER_TIMEOUT_SECONDS, plus 1 s of slack).
 """
 
@@ -23,6 +25,7 @@ from loadtests.faults.stats import summarize
 
 SLOW_CONNECTIONS = 500
 P99_LIMIT_MS = 10.0
+P99_RATIO_LIMIT = 2.0
 CLOSE_SLACK_SECONDS = 1.0
 BASELINE_SECONDS = 3.0
 NORMAL_RATE = 100.0
@@ -67,10 +70,18 @@ def run(models: Models, workdir: Path, *, slow: int = SLOW_CONNECTIONS) -> Repor
             "their lifetime min / max",
             f"{min(lifetimes):.2f} / {max(lifetimes):.2f} s (header deadline {HEADER_TIMEOUT_SECONDS:g} s)",
         )
+    # The absolute target needs a machine quiet enough to meet it without the attack: when the
+    # clients' p99 alone is already over it, only the ratio to that same-run peer can say anything.
+    judged = baseline.p99_ms < P99_LIMIT_MS
     report.check(
         f"normal p99 under {P99_LIMIT_MS:g} ms with {slow} slow connections",
-        f"{attacked.p99_ms:.2f} ms",
-        attacked.p99_ms < P99_LIMIT_MS and attacked.calls > 0,
+        f"{attacked.p99_ms:.2f} ms" if judged else f"n/a: {baseline.p99_ms:.2f} ms without them",
+        attacked.calls > 0 and (attacked.p99_ms < P99_LIMIT_MS or not judged),
+    )
+    report.check(
+        f"normal p99 with them ≤ {P99_RATIO_LIMIT:g}× without them (same run)",
+        f"{attacked.p99_ms / max(baseline.p99_ms, 0.001):.2f}×",
+        attacked.p99_ms <= P99_RATIO_LIMIT * baseline.p99_ms,
     )
     report.check(
         "normal calls failed = 0", str(baseline.errors + attacked.errors), baseline.errors + attacked.errors == 0
