@@ -57,9 +57,9 @@ class Client:
 
     Every call has a timeout (``timeout``: seconds, or ``(connect, read)`` seconds). Connection
     errors and 429/502/503/504 answers are retried up to ``retries`` times with exponential backoff
-    (``backoff * 2**n`` seconds plus jitter), honouring ``Retry-After``; a read timeout is not
-    retried. Inputs of more than ``max_rows_per_request`` rows are sent in chunks and the answers
-    put back together in order.
+    (``backoff * 2**n`` seconds plus jitter), honouring ``Retry-After``, and an answer cut off in its
+    body at once; a read timeout is not retried. Inputs of more than ``max_rows_per_request`` rows
+    are sent in chunks and the answers put back together in order.
 
     ``session``: a ``requests.Session`` of your own (proxies, certificates...); the client mounts
     its retrying adapter on it for this service's URLs only, and leaves it open on ``close()``.
@@ -299,13 +299,17 @@ class Client:
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
-            response = self._session.request(method, url, data=data, headers=headers, timeout=self.timeout)
+            response = self._request(method, url, data, headers)
         except requests.exceptions.ReadTimeout:
             raise ScoringTimeout(
                 f"no answer from {url} within {_read_seconds(self.timeout)} s",
                 request_id=headers["x-request-id"],
             ) from None
-        except (requests.ConnectionError, requests.exceptions.RetryError) as exc:
+        except (
+            requests.ConnectionError,
+            requests.exceptions.RetryError,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             raise ServiceUnavailableError(
                 f"could not reach {url} after {self.retries} retries: {_reason(exc)}",
                 request_id=headers["x-request-id"],
@@ -316,6 +320,22 @@ class Client:
             response.headers["x-request-id"] = headers["x-request-id"]
         self._remember_model(response)
         return response
+
+    def _request(self, method: str, url: str, data: bytes | None, headers: dict[str, str]) -> requests.Response:
+        """The session's request; an answer cut off in its body is sent again, up to `retries` times.
+
+        urllib3's retries end once the status line and headers are in: a connection that breaks
+        in the body (a worker killed while writing its answer) reaches us as ChunkedEncodingError.
+        Scoring is idempotent, so the call is safe to repeat, at once: the broken connection has
+        left the pool.
+        """
+        for attempt in range(self.retries + 1):
+            try:
+                return self._session.request(method, url, data=data, headers=headers, timeout=self.timeout)
+            except requests.exceptions.ChunkedEncodingError:
+                if attempt == self.retries:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _probe(self, url: str) -> requests.Response | None:
         # Sent through an adapter of its own: a probe must not sit out the retries' backoff.

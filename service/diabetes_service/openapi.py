@@ -65,10 +65,13 @@ def openapi_document(core: ScoringCore, *, title: str, auth_enabled: bool) -> di
                             "description": "Predictions",
                             "content": {"application/json": {"schema": result_schema}},
                         },
+                        "400": _error("Malformed JSON"),
                         "401": _error("Missing or invalid API key"),
+                        "408": _error("The prediction took longer than the scoring timeout"),
                         "413": _error("Body or row count over the limit"),
                         "415": _error("Content type is not application/json"),
                         "422": _error("Invalid input: the message names the field and the problem"),
+                        "503": _error("Too many requests in flight, or the model not loaded yet: retry"),
                     },
                 }
             },
@@ -121,7 +124,9 @@ def openapi_document(core: ScoringCore, *, title: str, auth_enabled: bool) -> di
                         },
                         "method": {
                             "type": "string",
-                            "enum": list(core.methods),
+                            # null means left out, as in the wire schema (OpenAPI 3.0 wants it in the enum too).
+                            "nullable": True,
+                            "enum": [*core.methods, None],
                             "description": f"Left out: {core.default_method}.",
                         },
                     },

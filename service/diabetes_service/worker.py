@@ -18,6 +18,7 @@ import uvicorn
 
 from diabetes_service import board
 from diabetes_service.app import ScoringApp
+from diabetes_service.header_limits import HeaderLimitedProtocol
 from diabetes_service.listeners import listen
 from diabetes_service.settings import ServiceSettings
 
@@ -62,7 +63,7 @@ def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=HeaderLimitedProtocol,  # httptools, with a header deadline and size cap (slowloris, huge headers)
         lifespan="on",
         access_log=False,  # the app writes its own JSON access log
         proxy_headers=False,  # nothing here reads the client address that middleware would rewrite

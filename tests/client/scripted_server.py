@@ -19,6 +19,8 @@ class Answer:
     status: int = 200
     body: bytes = b"[]"
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    # Send only this many bytes of the body, then close the connection (a server killed mid-answer).
+    cut_after: int | None = None
 
 
 @dataclass
@@ -51,7 +53,11 @@ class ScriptedServer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                if answer.cut_after is None:
+                    self.wfile.write(answer.body)
+                else:
+                    self.wfile.write(answer.body[: answer.cut_after])
+                    self.close_connection = True
 
             do_GET = do_POST = _answer  # http.server's naming
 

@@ -101,6 +101,22 @@ def test_a_service_that_never_answers_raises_scoring_timeout_within_the_timeout(
     assert len(server.connections) == 1
 
 
+def test_an_answer_cut_off_in_its_body_is_sent_again():
+    # What a worker SIGKILLed while writing its answer leaves: the headers, part of the body, a close.
+    cut = Answer(200, b"[1.5]", cut_after=0)
+    with ScriptedServer([cut, cut, Answer(200, b"[1.5]")]) as server, Client(server.url, backoff=0.01) as client:
+        assert client.predict([ROW]) == [1.5]
+    assert len(server.received) == 3
+
+
+def test_answers_cut_off_every_time_raise_service_unavailable_after_the_retries():
+    server = ScriptedServer([Answer(200, b"[1.5]", cut_after=2)])
+    with server, Client(server.url, retries=2) as client, pytest.raises(ServiceUnavailableError) as caught:
+        client.predict([ROW])
+    assert len(server.received) == 3
+    assert "after 2 retries" in caught.value.message
+
+
 def test_a_server_error_is_not_retried():
     with (
         ScriptedServer([json_answer(500, {"message": "boom"})]) as server,

@@ -31,7 +31,10 @@ def test_swagger_has_one_property_per_feature(svc):
     values = document["components"]["schemas"]["RowValues"]
     assert values["minItems"] == values["maxItems"] == 10
     method = document["components"]["schemas"]["ScoreRequest"]["properties"]["method"]
-    assert method["enum"] == ["predict"]
+    assert method["enum"] == ["predict", None]  # null is "left out", as the wire schema accepts it
+    assert method["nullable"] is True
+    responses = document["paths"]["/score"]["post"]["responses"]
+    assert sorted(responses) == ["200", "400", "401", "408", "413", "415", "422", "503"]
     example = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"]
     assert list(example["data"][0]) == FEATURES
 
