@@ -161,7 +161,7 @@ class Supervisor:
                 self.spawn(index, first=False)
 
     def _check_heartbeats(self, now: float) -> None:
-        limit = self.settings.heartbeat_timeout_seconds
+        limit = heartbeat_limit(self.settings)
         for index, slot in enumerate(self.slots):
             if slot.pid is None or self.board.state(index) == board.AWAY:
                 continue
@@ -260,6 +260,15 @@ class Supervisor:
         if self.failure is not None:
             raise ModelLoadError(self.failure)
         return self.exit_status
+
+
+def heartbeat_limit(settings: ServiceSettings) -> float:
+    """How long a worker may stay silent: under half the scoring timeout when there is one, so that a
+    hung worker's clients get their reset before the timeout they were promised."""
+    timeout = settings.scoring_timeout_seconds
+    return (
+        settings.heartbeat_timeout_seconds if timeout is None else min(settings.heartbeat_timeout_seconds, timeout / 2)
+    )
 
 
 def serve(settings: ServiceSettings) -> int:

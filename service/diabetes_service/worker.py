@@ -19,7 +19,7 @@ import uvicorn
 from diabetes_service import board
 from diabetes_service.app import ScoringApp
 from diabetes_service.header_limits import HeaderLimitedProtocol
-from diabetes_service.listeners import listen
+from diabetes_service.listeners import bound
 from diabetes_service.settings import ServiceSettings
 
 
@@ -59,7 +59,7 @@ def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
     app = ScoringApp(settings)
     if sock is None:
         app.load()
-        sock = listen(settings.host, settings.port, reuse_port=True)
+        sock = bound(settings.host, settings.port)
     config = uvicorn.Config(
         app,
         loop="uvloop",
