@@ -1,8 +1,10 @@
 """`diabetes deploy local`: the spec's model in a local Docker container.
 
 The build context is assembled in a temporary folder (sources, Dockerfile, the spec, the model
-resolved on the host, and wheels the host downloads first), so a build needs no network and never
-writes into the checkout. The container gets the spec's CPU and memory, the keys from
+resolved on the host and prepared there as `diabetes serve` would, and wheels the host downloads
+first), so a build needs no network and never writes into the checkout. The prepared form (a linear
+model compiled to numpy arrays and verified) is baked into the image beside the model: a new
+container starts from it without importing scikit-learn. The container gets the spec's CPU and memory, the keys from
 DIABETES_API_KEYS (passed by name, never on a command line), and is ready when /health/ready is.
 """
 
@@ -168,6 +170,32 @@ class BuildContext:
     model_name: str = ""
     model_version: str = ""
     model_sha256: str = ""  # of the artifact file: baked in as the pin the service checks
+    prepared_dir: str = "docker/prepared"  # relative to `path`: the prepared-model entries to bake
+
+
+def prepare_model(model: Path, cache: Path, digest: str, trusted_types: tuple[str, ...]) -> None:
+    """Prepare the model here, as the image's `diabetes serve` would (pinned to `digest`), into `cache`.
+
+    A model that cannot be served fails the deployment now, before the image is built.
+    """
+    from diabetes_service.errors import ModelLoadError
+    from diabetes_service.preparation import prepare_into
+    from diabetes_service.trust import TrustPolicy
+
+    (cache / "prepared").mkdir(parents=True)  # the image copies it even when the model did not compile
+    try:
+        prepare_into(model, cache, TrustPolicy(sha256=digest or None, trusted_types=trusted_types))
+    except ModelLoadError as exc:
+        raise DeployError(f"the model cannot be served: {exc}") from None
+    # Entries are private to their user on this machine (0700); the image's non-root user reads them.
+    for path in (cache / "prepared").rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _trusted_types(spec_path: Path) -> tuple[str, ...]:
+    from diabetes_deploy.spec import load_spec
+
+    return tuple(load_spec(spec_path).model.trusted_types)
 
 
 def registered_identity(model: Path) -> tuple[str, str]:
@@ -200,13 +228,24 @@ def build_context(
         shutil.copy2(root / "docker" / "Dockerfile", ctx / "docker" / "Dockerfile")
         # The model first: a wrong URI fails fast, before any download.
         model = resolve_model(model_uri, ctx / "model", tracking_uri)
+        artifact = model_file(model)
+        digest = sha256_of(artifact) if artifact is not None and artifact.is_file() else ""
+        # Then its preparation, before the wheels: a model that cannot be served fails fast too.
+        prepare_model(model, ctx / "model-cache", digest, _trusted_types(spec_path))
         shutil.copy2(spec_path, ctx / "deployment.yaml")
         count = download_wheels(root, ctx / "docker" / "wheels") if wheels else 0
         (ctx / "docker" / "wheels").mkdir(exist_ok=True)
         name, version = registered_identity(model)
-        artifact = model_file(model)
-        digest = sha256_of(artifact) if artifact is not None and artifact.is_file() else ""
-        yield BuildContext(ctx, model.relative_to(ctx).as_posix(), "deployment.yaml", count, name, version, digest)
+        yield BuildContext(
+            ctx,
+            model.relative_to(ctx).as_posix(),
+            "deployment.yaml",
+            count,
+            name,
+            version,
+            digest,
+            prepared_dir="model-cache/prepared",
+        )
 
 
 def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, timeout: float = 1200) -> None:
@@ -216,6 +255,7 @@ def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, t
         "MODEL_NAME": ctx.model_name,
         "MODEL_VERSION": ctx.model_version,
         "MODEL_SHA256": ctx.model_sha256,
+        "PREPARED_DIR": ctx.prepared_dir,
     }
     if base_image:
         build_args["BASE_IMAGE"] = base_image

@@ -1,18 +1,23 @@
 """Prepare the model once, before any worker starts: resolve, load, check, compile.
 
-A short-lived child process (`python -m diabetes_service.resolution`) turns the URI into a local
+First the prepared-model cache (`model/prepared.py`): a local model, or a pinned registry version
+downloaded before, whose artifact has a sound entry there (and passes the trust policy) is ready in
+milliseconds, with no child process, no registry call and no scikit-learn. Otherwise a short-lived
+child process (`python -m diabetes_service.resolution`) turns the URI into a local
 folder or file (`models:/` and `runs:/` URIs through MLflow, whose import alone takes seconds and
 a lot of memory), loads the model, scores probe rows with it, and compiles a linear model to
 numpy arrays. So the supervisor never imports MLflow or scikit-learn, a model that cannot be
 served stops the service before it listens, and workers serving a linear model never import
 scikit-learn either. Downloads go to a cache keyed by the registered version, through a temporary
-folder renamed into place, so an interrupted download is never used.
+folder renamed into place, so an interrupted download is never used. The child keeps a compiled
+model's prepared form in the cache for the next start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,12 +25,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from diabetes_service.errors import ModelLoadError
+from diabetes_service.model import prepared
 from diabetes_service.registry_rest import RegistryServer, Unsupported, is_rest_server
-from diabetes_service.trust import TrustPolicy
+from diabetes_service.trust import TrustPolicy, trusted_skops_types
+
+log = logging.getLogger("diabetes_service.model")
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 _REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
@@ -40,6 +48,7 @@ class ResolvedModel:
     features: tuple[str, ...] | list[str] = ()  # the model's input columns, in order
     sha256: str | None = None  # of the artifact file (trust.py)
     generation: int = 0  # bumped by the supervisor each time it announces a new version (follow.py)
+    from_cache: bool = False  # the prepared form came from the cache: nothing was loaded
 
 
 def needs_mlflow(uri: str) -> bool:
@@ -70,14 +79,106 @@ def local_model(uri: str) -> ResolvedModel:
     return ResolvedModel(str(path), path.stem if path.is_file() else path.name, "local")
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How the model gets ready: already prepared (`ready`), or by the child on `child_uri`."""
+
+    ready: ResolvedModel | None
+    child_uri: str
+    identity: tuple[str, str] | None = None  # name and version to report when the child gets a local copy
+
+
+def plan(uri: str, tracking_uri: str | None, policy: TrustPolicy) -> Plan:
+    """From the prepared-model cache when it can; else what the preparation child should prepare.
+
+    A local model, or a pinned `models:/NAME/N` already downloaded here, is found without MLflow:
+    with a sound cache entry for its artifact, which the trust policy accepts, nothing else runs;
+    otherwise the child prepares the local copy (never asking the registry). An alias is asked of
+    the registry on every start, directly where the store allows (model/registry.py), else through
+    the child; `latest` and a version never downloaded go to the child too.
+    """
+    pinned = uri
+    located = locate_offline(uri, tracking_uri)
+    if located is None:
+        pinned = _pin_alias(uri, tracking_uri)
+        located = locate_offline(pinned, tracking_uri)
+    if located is None:
+        return Plan(None, pinned)
+    key = prepared.key_of(located.path)
+    entry = prepared.lookup(key) if key is not None else None
+    if key is not None and entry is not None:
+        meta = json.loads((entry / "linear.json").read_text())
+        if _trusted(meta, key.artifact_sha256, policy):
+            features = tuple(feature["name"] for feature in meta["features"])
+            ready = replace(
+                located, compiled=str(entry), features=features, sha256=key.artifact_sha256, from_cache=True
+            )
+            return Plan(ready, located.path)
+    return Plan(None, located.path, (located.name, located.version))
+
+
+def _trusted(meta: dict, digest: str, policy: TrustPolicy) -> bool:
+    """Whether `policy` would have loaded the artifact this entry was prepared from (trust.py's rules,
+    from what the entry recorded: nothing is loaded). Any doubt: False, and the child decides."""
+    if policy.sha256 is not None and digest != policy.sha256.lower():
+        return False
+    if meta.get("artifact_format") == "pickle":
+        return policy.sha256 is not None or policy.allow_pickle
+    if meta.get("artifact_format") == "skops":
+        try:
+            trusted_skops_types(meta.get("skops_types", []), policy)
+        except ModelLoadError:
+            return False
+        return True
+    return False
+
+
+def report(uri: str, resolved: ResolvedModel) -> None:
+    how = "from the prepared-model cache" if resolved.from_cache else "prepared"
+    log.info("model %s: %s%s", uri, how, f" (artifact sha256 {resolved.sha256})" if resolved.sha256 else "")
+
+
+def locate_offline(uri: str, tracking_uri: str | None) -> ResolvedModel | None:
+    """The model's local folder when no registry call is needed to know it; None otherwise."""
+    if not needs_mlflow(uri):
+        return local_model(uri)
+    match = _REGISTERED.match(uri)
+    if not match or not (match["version"] or "").isdigit():
+        return None  # an alias or `latest` may point elsewhere since the last start: ask
+    from diabetes_service.tracking_uri import resolve_tracking_uri
+
+    name, version = match["name"], match["version"]
+    folder = _cache_entry(resolve_tracking_uri(tracking_uri), f"models:/{name}/{version}")
+    return ResolvedModel(str(folder), name, version) if folder.is_dir() else None
+
+
+def _pin_alias(uri: str, tracking_uri: str | None) -> str:
+    """`models:/NAME/N` for `models:/NAME@ALIAS` when the registry answers quickly; else `uri`."""
+    match = _REGISTERED.match(uri)
+    if not match or not match["alias"]:
+        return uri
+    from diabetes_service.model.registry import alias_version
+    from diabetes_service.tracking_uri import resolve_tracking_uri
+
+    version = alias_version(resolve_tracking_uri(tracking_uri), match["name"], match["alias"])
+    return uri if version is None else f"models:/{match['name']}/{version}"
+
+
 def preparation_command(
-    uri: str, tracking_uri: str | None, compile_to: Path, policy: TrustPolicy, skip: tuple[str, ...] = ()
+    uri: str,
+    tracking_uri: str | None,
+    compile_to: Path,
+    policy: TrustPolicy,
+    skip: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The child process that prepares `uri` (unless it resolves to a version in `skip`), and its environment."""
+    """The child process that prepares `uri` (unless it resolves to a version in `skip`), and its
+    environment (ours, plus `env`)."""
     from diabetes_service.tracking_uri import resolve_tracking_uri
 
     env = {
         **os.environ,
+        **(env or {}),
         # Fail in seconds, not minutes, when the tracking server is unreachable.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
         "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
@@ -222,12 +323,23 @@ def _mentions_pandas(path: Path) -> bool:
 
 
 def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustPolicy) -> ResolvedModel:
-    from dataclasses import asdict, replace
-
     from diabetes_service import linear
     from diabetes_service.core import probe_rows
-    from diabetes_service.loading import load_model
+    from diabetes_service.loading import load_model, model_file
 
+    key = prepared.key_of(resolved.path)
+    if key is not None:
+        entry = prepared.lookup(key)
+        if entry is not None:  # prepared before (an alias now naming a version seen before)
+            meta = json.loads((entry / "linear.json").read_text())
+            if _trusted(meta, key.artifact_sha256, policy):
+                features = tuple(feature["name"] for feature in meta["features"])
+                return replace(
+                    resolved, compiled=str(entry), features=features, sha256=key.artifact_sha256, from_cache=True
+                )
+    # scikit-learn's testing helpers (which skops imports) load pytest when it is installed (a
+    # development environment): ~0.1 s no model needs.
+    sys.meta_path.insert(0, _RefuseImport("pytest"))
     if not _mentions_pandas(Path(resolved.path)):
         # scikit-learn imports pandas (and pyarrow) whenever installed, which costs this
         # preparation step about half a second; a model that never mentions pandas cannot need it.
@@ -244,9 +356,29 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
     compiled = linear.compile_verified(loaded.estimator, probe)
     if compiled is None:
         return resolved
-    features = [asdict(feature) for feature in loaded.features]
-    linear.save(compiled, compile_to, {"features": features, "input_example": loaded.input_example})
-    return replace(resolved, compiled=str(compile_to))
+    meta = {
+        "features": [asdict(feature) for feature in loaded.features],
+        "input_example": loaded.input_example,
+        **_artifact_trust(model_file(Path(resolved.path))),
+    }
+    entry = None if key is None else prepared.store(key, lambda folder: linear.save(compiled, folder, meta))
+    if entry is None:  # no artifact digest, or the cache is not writable: a copy for this start only
+        linear.save(compiled, compile_to, meta)
+    return replace(resolved, compiled=str(entry or compile_to))
+
+
+def _artifact_trust(file: Path | None) -> dict:
+    """What the trust policy looks at, recorded with the prepared form so that a start from the
+    cache applies the same rules without loading anything."""
+    import zipfile
+
+    if file is None or not file.is_file():
+        return {}
+    if not zipfile.is_zipfile(file):
+        return {"artifact_format": "pickle"}
+    import skops.io
+
+    return {"artifact_format": "skops", "skops_types": sorted(skops.io.get_untrusted_types(file=file))}
 
 
 def main(argv: list[str]) -> int:

@@ -233,6 +233,7 @@ class Supervisor:
             for index in range(len(self.slots)):
                 self.spawn(index, first=True)
             self.model.start()
+            self._follow(time.monotonic())  # from the prepared-model cache it is ready now, not a tick later
             while True:
                 for signum in self._signals(TICK_SECONDS):
                     if signum in STOP_SIGNALS:

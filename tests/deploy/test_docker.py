@@ -117,8 +117,25 @@ def test_image_is_small_non_root_with_a_readiness_healthcheck(deployed: Deployed
     config = image["Config"]
     assert config["User"] == "10001:10001"
     assert "/health/ready" in " ".join(config["Healthcheck"]["Test"])
-    assert config["Cmd"][0] == "/opt/venv/bin/diabetes"  # exec form: the server is PID 1
+    # A shell seeds /tmp with the baked byte-code, then `exec`s the server (PID 1, below).
+    assert config["Cmd"][-1].endswith(
+        "exec /opt/venv/bin/diabetes serve --model-uri /opt/model --host 0.0.0.0 --port 8080"
+    )
     assert not any(v.startswith("DIABETES_API_KEYS") for v in config["Env"])
+
+
+def test_the_server_is_pid_1_and_starts_from_the_baked_prepared_model(deployed: Deployed) -> None:
+    pid1 = docker("exec", NAME, "cat", "/proc/1/cmdline").stdout.split("\0")
+    assert pid1[1:3] == ["/opt/venv/bin/diabetes", "serve"]  # the shell exec'd it: SIGTERM reaches it
+    logs = docker("logs", NAME)
+    assert "from the prepared-model cache (artifact sha256 " in logs.stdout + logs.stderr
+    # No process in the container loaded scikit-learn, SciPy or pandas (their compiled modules
+    # would be mapped); the workers serve the compiled Ridge with numpy alone.
+    maps = docker("exec", NAME, "sh", "-c", "cat /proc/[0-9]*/maps")
+    assert maps.returncode == 0
+    assert "site-packages/numpy/" in maps.stdout  # the workers' maps were read
+    for package in ("sklearn", "scipy", "pandas"):
+        assert f"site-packages/{package}/" not in maps.stdout
 
 
 def test_container_runs_with_the_specs_resources(deployed: Deployed) -> None:

@@ -76,3 +76,16 @@ def test_registered_model_loads_back_through_the_server(
             assert [round(float(p), 3) for p in by_pyfunc] == expected, uri
             by_sklearn = mlflow.sklearn.load_model(uri).predict(rows)
             assert [round(float(p), 3) for p in by_sklearn] == expected, uri
+
+
+def test_the_services_alias_lookup_without_mlflow_agrees_with_the_server(
+    server: MlflowServer, trained: tuple[Path, dict, dict]
+) -> None:
+    """`diabetes serve` asks a tracking server for an alias over its REST API, not MLflow's client."""
+    from diabetes_service.model.registry import alias_version
+
+    assert alias_version(server.uri, "diabetes_model", "champion") == "1"
+    with store(server.uri) as client:
+        client.set_registered_model_alias("diabetes_model", "moved", "2")
+    assert alias_version(server.uri, "diabetes_model", "moved") == "2"
+    assert alias_version(server.uri, "diabetes_model", "no-such-alias") is None  # MLflow's child says why

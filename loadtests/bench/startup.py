@@ -1,0 +1,330 @@
+"""`python -m loadtests.bench.startup`: seconds from process start to the first correct scoring answer.
+
+What a client waiting on a new replica sees: not readiness, an answer. Each start is a new process
+(or container) on a free loopback port; a POST of one test row is sent every 5 ms from the moment
+the process starts (the kernel queues it once the port is bound) until one is answered 200 with
+the registered model's own prediction (computed once, in a child, with scikit-learn). Started one
+at a time, stopped before the next, rounds interleaved so that the neighbours' noise spreads over
+every scenario; the table gives the median per scenario and its ratio to the constant-reply app's
+median in the same run, which is what the targets are checked on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadtests.bench import servers
+from loadtests.bench.data import azureml_body, example_test_rows
+from loadtests.bench.processes import free_port
+from loadtests.bench.store import BIN, Store, clean_env, download_model_folder, train
+
+POLL_SECONDS = 0.005
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class Target:
+    seconds: float
+    constant_ratio: float | None = None  # passes on either: the ratio is what survives a noisy machine
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    # A fresh start: called before each round with the round's number, returns (command, env).
+    launch: Callable[[int], tuple[list[str], dict[str, str]]]
+    target: Target | None = None
+    stop: Callable[[], None] | None = None  # for containers: `docker rm -f`
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.row = example_test_rows()[:1]
+        self.body = azureml_body(self.row)
+        self.expected: float | None = None
+
+    # -- one start ---------------------------------------------------------------------------------
+
+    def first_answer(self, scenario: Scenario, port: int, round_no: int) -> float:
+        cmd, env = scenario.launch(round_no)
+        log = self.workdir / f"{scenario.key}-{round_no}.log"
+        with open(log, "ab") as out:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                cmd, env=env, cwd=servers.REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            deadline = started + self.args.timeout
+            while time.monotonic() < deadline:
+                answer = self._post(port)
+                if answer is not None:
+                    elapsed = time.monotonic() - started
+                    self._check(scenario, answer)
+                    return elapsed
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{scenario.label} exited with {proc.returncode}: {_tail(log)}")
+                time.sleep(POLL_SECONDS)
+            raise TimeoutError(f"{scenario.label} gave no answer within {self.args.timeout:g} s: {_tail(log)}")
+        finally:
+            _stop(proc)
+            if scenario.stop is not None:
+                scenario.stop()
+
+    def _post(self, port: int) -> bytes | None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("POST", "/score", body=self.body, headers={"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            payload = answer.read()
+            return payload if answer.status == 200 else None
+        except OSError:  # not listening yet, or reset by a container proxy with nothing behind it
+            return None
+        finally:
+            conn.close()
+
+    def _check(self, scenario: Scenario, payload: bytes) -> None:
+        if scenario.key == "constant":
+            return
+        got = json.loads(payload)
+        if not (len(got) == 1 and self.expected is not None and math.isclose(got[0], self.expected, rel_tol=1e-9)):
+            raise RuntimeError(f"{scenario.label} answered {got!r}, expected [{self.expected!r}]")
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def run(self) -> list[Scenario]:
+        progress("training and registering the worked example in a temporary embedded store")
+        store = train(self._mkdir("store"))
+        folder = download_model_folder(store, self._mkdir("local-model"))
+        self.expected = expected_prediction(folder, self.row)
+        scenarios = self.scenarios(store, folder)
+        for round_no in range(self.args.repeat):
+            for scenario in scenarios:
+                port = self.port_for(scenario)
+                seconds = self.first_answer(scenario, port, round_no)
+                scenario.seconds.append(seconds)
+                progress(f"round {round_no + 1}: {scenario.label}: first answer after {seconds:.3f} s")
+        return scenarios
+
+    def port_for(self, scenario: Scenario) -> int:
+        self._port = free_port()
+        return self._port
+
+    def scenarios(self, store: Store, folder: Path) -> list[Scenario]:
+        workers = str(self.args.workers)
+
+        def serve(uri: str, cache: Callable[[int], Path]) -> Callable[[int], tuple[list[str], dict[str, str]]]:
+            def launch(round_no: int) -> tuple[list[str], dict[str, str]]:
+                cmd = [
+                    str(BIN / "diabetes"),
+                    "serve",
+                    "--model-uri",
+                    uri,
+                    "--port",
+                    str(self._port),
+                    "--workers",
+                    workers,
+                ]
+                env = clean_env(
+                    DIABETES_HOME=str(store.home),
+                    DIABETES_MODEL_CACHE=str(cache(round_no)),
+                    DIABETES_ACCESS_LOG="false",
+                )
+                return cmd, env
+
+            return launch
+
+        # A new cache per round for first starts; the start right after reuses it.
+        def fresh(name: str) -> Callable[[int], Path]:
+            return lambda round_no: self.workdir / f"cache-{name}-{round_no}"
+
+        def constant(round_no: int) -> tuple[list[str], dict[str, str]]:
+            return servers.constant(self.args.workers).cmd(self._port), clean_env()
+
+        alias = f"models:/{store.model_name}@champion"
+        found = [
+            Scenario("constant", "constant-reply ASGI app", constant),
+            Scenario("local-first", "local folder, first start", serve(str(folder), fresh("local")), Target(1.5)),
+            Scenario("local-restart", "local folder, restart", serve(str(folder), fresh("local")), Target(0.6, 2.5)),
+            Scenario("version-first", f"{store.model_uri}, first start", serve(store.model_uri, fresh("registry"))),
+            Scenario(
+                "version-seen",
+                f"{store.model_uri}, seen before",
+                serve(store.model_uri, fresh("registry")),
+                Target(0.6, 2.5),
+            ),
+            Scenario("alias", f"{alias}, version seen before", serve(alias, fresh("registry")), Target(4.0)),
+            Scenario("alias-first", f"{alias}, first start", serve(alias, fresh("alias"))),
+        ]
+        if self.args.docker:
+            found.append(self.docker_scenario(folder))
+        return found
+
+    def docker_scenario(self, folder: Path) -> Scenario:
+        from loadtests.bench.image import build, run_command
+
+        name = f"diabetes-startup-{os.getpid()}"
+        progress("building the image as `diabetes deploy local` does (minutes)")
+        tag, spec = build(folder, self.workdir, name=name, cpus=self.args.workers)
+
+        def launch(round_no: int) -> tuple[list[str], dict[str, str]]:
+            return run_command(tag, spec, self._port), dict(os.environ)
+
+        def remove() -> None:
+            subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60, check=False)
+
+        return Scenario("docker", "image from `diabetes deploy local`", launch, Target(0.6, 2.5), stop=remove)
+
+    def _mkdir(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir()
+        return path
+
+
+def expected_prediction(folder: Path, rows: list[list[float]]) -> float:
+    """The model's own prediction for `rows[0]`, computed with scikit-learn in a child process."""
+    code = (
+        "import json, sys; from diabetes_service.loading import load_model; import numpy as np; "
+        "m = load_model(sys.argv[1]).estimator; print(float(m.predict(np.array(json.loads(sys.argv[2])))[0]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder), json.dumps(rows)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived their parent
+
+
+def _tail(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def progress(message: str) -> None:
+    print(f"[startup {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def table(scenarios: list[Scenario]) -> tuple[str, bool]:
+    constant = next(s for s in scenarios if s.key == "constant").median
+    head = ["start", "median s", "min s", "max s", "× constant", "target", "result"]
+    rows = []
+    passed = True
+    for s in scenarios:
+        ratio = s.median / constant
+        target, result = "", ""
+        if s.target is not None:
+            ok = s.median <= s.target.seconds or (
+                s.target.constant_ratio is not None and ratio <= s.target.constant_ratio
+            )
+            passed &= ok
+            target = f"≤ {s.target.seconds:g} s" + (
+                f" or ≤ {s.target.constant_ratio:g}×" if s.target.constant_ratio else ""
+            )
+            result = "PASS" if ok else "FAIL"
+        rows.append(
+            [
+                s.label,
+                f"{s.median:.3f}",
+                f"{min(s.seconds):.3f}",
+                f"{max(s.seconds):.3f}",
+                f"{ratio:.2f}×",
+                target,
+                result,
+            ]
+        )
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    lines = []
+    for r in [head, *rows]:
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines), passed
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.startup", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the table gives medians (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of every server (default 2)")
+    parser.add_argument(
+        "--docker",
+        action="store_true",
+        help="also the image `diabetes deploy local` builds "
+        "(needs a Docker engine: DOCKER_HOST, e.g. scripts/docker-session.sh)",
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a start may take (default 120)")
+    parser.add_argument("--json", type=Path, help="also write every measured start to this file")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.workers < 1:
+        parser.error("--repeat and --workers must be ≥ 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with tempfile.TemporaryDirectory(prefix="diabetes-startup-") as tmp:
+        try:
+            scenarios = Bench(args, Path(tmp)).run()
+        except KeyboardInterrupt:
+            return 130
+        except (RuntimeError, TimeoutError, OSError, subprocess.CalledProcessError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    text, passed = table(scenarios)
+    print(
+        f"seconds from process start to the first correct answer, {args.workers} workers, median of "
+        f"{args.repeat} rounds; targets pass on the time or on the ratio to the constant app"
+    )
+    print()
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps({s.key: {"label": s.label, "seconds": s.seconds} for s in scenarios}, indent=2))
+    if not passed:
+        progress("a target was missed (FAIL above): on a shared machine, repeat and compare the ratios")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

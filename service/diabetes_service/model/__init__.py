@@ -1,0 +1,1 @@
+"""Everything about getting a model ready to serve that is not the scoring itself."""
