@@ -265,3 +265,33 @@ def test_an_alias_is_asked_on_every_start_and_follows_the_registry(
     with service(uri, env=env) as again:
         assert requests.get(again.url + "/", timeout=5).headers["x-model-version"] == str(version)
     assert f"models:/{name}@champion: {FROM_CACHE}" in again.output()
+
+
+def test_a_start_from_the_cache_keeps_the_trust_rules(service, model_copy, cache_env):
+    """The cache holds arrays, not code, yet a start from it refuses what a load would refuse."""
+    with service(str(model_copy), env=cache_env):  # prepared with the suite's --allow-pickle
+        pass
+    digest = hashlib.sha256((model_copy / "model.pkl").read_bytes()).hexdigest()
+
+    def serve(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [DIABETES, "serve", "--model-uri", str(model_copy), "--port", "0"],
+            env={**os.environ, **cache_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    refused = serve(DIABETES_ALLOW_PICKLE="false")
+    assert refused.returncode != 0
+    assert "--allow-pickle" in refused.stderr
+    wrong_pin = serve(DIABETES_ALLOW_PICKLE="false", DIABETES_MODEL_SHA256="0" * 64)
+    assert wrong_pin.returncode != 0
+    assert "does not match the pinned" in wrong_pin.stderr
+    # The right pin is enough, and the start is from the cache.
+    with service(
+        str(model_copy), env={**cache_env, "DIABETES_ALLOW_PICKLE": "false", "DIABETES_MODEL_SHA256": digest}
+    ) as svc:
+        assert requests.get(svc.url + "/", timeout=5).status_code == 200
+    assert f"{FROM_CACHE} (artifact sha256 {digest})" in svc.output()
