@@ -30,7 +30,6 @@ from pathlib import Path
 
 from diabetes_service.errors import ModelLoadError
 from diabetes_service.model import prepared
-from diabetes_service.registry_rest import RegistryServer, Unsupported, is_rest_server
 from diabetes_service.trust import TrustPolicy, trusted_skops_types
 
 log = logging.getLogger("diabetes_service.model")
@@ -251,6 +250,9 @@ def resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str] = frozens
     serving image can follow an alias); any other store, or artifacts the server does not proxy,
     through MLflow's client.
     """
+    # Here, in the preparation child: `requests` would cost the supervisor and every worker ~0.1 s.
+    from diabetes_service.registry_rest import RegistryServer, Unsupported, is_rest_server
+
     match = _REGISTERED.match(uri)
     if match and is_rest_server(tracking_uri):
         name, alias, version = match["name"], match["alias"], match["version"]
