@@ -284,7 +284,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.startup", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench.startup",
+        description="Seconds from process start to the first correct scoring answer, beside the constant-reply app.",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the table gives medians (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of every server (default 2)")
     parser.add_argument(
