@@ -172,12 +172,12 @@ def test_the_image_pins_its_models_artifact(deployed: Deployed) -> None:
     pin = next(item.split("=", 1)[1] for item in env if item.startswith("DIABETES_MODEL_SHA256="))
     assert len(pin) == 64
     headers = {"Authorization": f"Bearer {KEYS.split(',')[0]}"}
-    metrics = requests.get(deployed.url + "/metrics", headers=headers, timeout=5)
+    metrics = requests.get(deployed.url.removesuffix("/score") + "/metrics", headers=headers, timeout=5)
     assert f'sha256="{pin}"' in metrics.text
 
 
 def test_the_specs_settings_reach_the_containers_workers(deployed: Deployed) -> None:
-    title = requests.get(deployed.url + "/swagger.json", timeout=5).json()["info"]["title"]
+    title = requests.get(deployed.url.removesuffix("/score") + "/swagger.json", timeout=5).json()["info"]["title"]
     assert title == NAME
     logs = docker("logs", NAME).stderr
     settings_line = next(line for line in logs.splitlines() if line.startswith("settings: "))
