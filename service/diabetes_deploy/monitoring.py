@@ -148,6 +148,18 @@ def alert_rules(slo: Slo | None = None, job_matcher: str = DEFAULT_JOB_MATCHER) 
                 "diabetes_worker_restarts_total.",
             },
         },
+        {
+            # A new version the supervisor prepared and refused (damaged, failed its warm-up, another
+            # schema): the old one keeps serving, but the registry's alias and the service disagree.
+            "alert": "DiabetesModelSwapRefused",
+            "expr": 'sum by (job, instance) (increase(diabetes_model_swaps_total{outcome="refused"}[15m])) > 0',
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "A new model version was refused",
+                "description": "{{ $labels.instance }} refused a new version of its model and keeps serving the "
+                "old one: see the supervisor's log for why.",
+            },
+        },
     ]
     return {"groups": [{"name": "diabetes-scoring", "rules": rules}]}
 
@@ -222,8 +234,14 @@ def dashboard() -> dict[str, Any]:
         ),
         _panel(
             5,
-            "Served model version (a swap shows as one series ending, another starting)",
-            [("count by (name, version) (diabetes_model_info" + job + ")", "{{name}} v{{version}} (replicas)")],
+            "Served model version (a swap shows as one series ending, another starting) and swaps",
+            [
+                ("count by (name, version) (diabetes_model_info" + job + ")", "{{name}} v{{version}} (replicas)"),
+                (
+                    "sum by (outcome) (increase(diabetes_model_swaps_total" + job + "[$__rate_interval]))",
+                    "swaps: {{outcome}}",
+                ),
+            ],
             "short",
             0,
             16,

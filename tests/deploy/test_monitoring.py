@@ -17,8 +17,10 @@ import yaml
 
 from diabetes_deploy import monitoring
 from diabetes_service.metrics import LATENCY_BUCKETS
+from tests.conftest import run_train
 from tests.deploy.test_kubernetes import deploy_kubernetes
 from tests.support.processes import REPO
+from tests.trainer.helpers import store
 
 SHIPPED = REPO / "service" / "monitoring"
 PROMTOOL = shutil.which("promtool")
@@ -49,7 +51,8 @@ def test_latency_alerts_follow_the_load_test_slo() -> None:
 def test_promtool_accepts_the_shipped_rules_and_the_prometheusrule(tmp_path: Path) -> None:
     checked = subprocess.run([PROMTOOL, "check", "rules", str(SHIPPED / "alerts.yaml")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 6 rules found" in checked.stdout
+    rules = monitoring.alert_rules()["groups"][0]["rules"]
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
     assert deploy_kubernetes(tmp_path, keys="a,b").returncode == 0
     rule = yaml.safe_load((tmp_path / "monitoring" / "prometheusrule.yaml").read_text())
     spec_file = tmp_path / "spec.yaml"
@@ -100,31 +103,62 @@ def named_metrics(expr: str) -> set[str]:
     return names
 
 
-def test_every_expression_names_metrics_a_real_service_exports(service, example_model_pkl, example_data) -> None:
-    with service(str(example_model_pkl), workers=2) as svc:
+@pytest.fixture(scope="module")
+def damaged_second_version(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An embedded store whose diabetes_model has version 1 (champion) and a version 2 whose files are
+    damaged: a service following the alias refuses it, as a real bad release would be."""
+    home = tmp_path_factory.mktemp("monitoring-store")
+    run_train(home)
+    damaged = str(run_train(home, "--alpha", "0.5")["model_version"])
+    uri = f"sqlite:///{home / 'mlruns.db'}"
+    with store(uri) as client:
+        client.set_registered_model_alias("diabetes_model", "champion", "1")
+        source = client.get_model_version("diabetes_model", damaged).source
+        location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    for model_file in Path(location.removeprefix("file://")).glob("model.*"):
+        model_file.write_bytes(b"not a model at all")
+    return home, damaged
+
+
+def scrape_until(url: str, wanted: str, timeout: float = 60) -> str:
+    deadline, text = time.monotonic() + timeout, ""
+    while wanted not in text:
+        assert time.monotonic() < deadline, f"{wanted} never appeared on /metrics:\n{text}"
+        time.sleep(0.2)
+        try:
+            text = requests.get(url + "/metrics", timeout=10).text
+        except requests.ConnectionError:  # a connection a killed worker had taken
+            continue
+    return text
+
+
+@pytest.mark.slow
+def test_every_expression_names_metrics_a_real_service_exports(service, damaged_second_version, example_data) -> None:
+    """Every series the rules and dashboard name, and every label value they pin, from a real service
+    that has scored, answered its probes, refused a damaged new version and replaced a killed worker
+    (counters have a series only once they counted something)."""
+    home, damaged = damaged_second_version
+    env = {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": f"sqlite:///{home / 'mlruns.db'}"}
+    args = ["--follow", "--follow-interval", "0.3"]
+    with service("models:/diabetes_model@champion", env=env, workers=2, args=args) as svc:
         for _ in range(3):
             answer = requests.post(svc.url + "/score", json={"data": example_data.x_test[:2]}, timeout=10)
             assert answer.status_code == 200
         assert requests.get(svc.url + "/health/ready", timeout=10).status_code == 200
-        # A worker killed and replaced: the restart counter has a series only once one happened.
+        with store(env["DIABETES_TRACKING_URI"]) as client:
+            client.set_registered_model_alias("diabetes_model", "champion", damaged)
+        scrape_until(svc.url, 'diabetes_model_swaps_total{outcome="refused"}')
         psutil.Process(svc.proc.pid).children()[0].kill()
-        deadline, text = time.monotonic() + 60, ""
-        while "diabetes_worker_restarts_total{" not in text:
-            assert time.monotonic() < deadline, "the killed worker was never counted as restarted"
-            time.sleep(0.2)
-            try:
-                text = requests.get(svc.url + "/metrics", timeout=10).text
-            except requests.ConnectionError:  # a connection the killed worker had taken
-                continue
+        text = scrape_until(svc.url, "diabetes_worker_restarts_total{")
     series = exported(text)
     checked = set()
     for expr in monitoring.expressions():
         for name in named_metrics(expr) - PROMETHEUS_OWN:
             assert name in series, f"{name} (in {expr!r}) is not on /metrics"
             checked.add(name)
-        # Every label value the expression pins (le bounds, routes) is one the service really uses.
+        # Every label value the expression pins (le bounds, routes, outcomes) is one the service uses.
         for label, value in re.findall(r'([a-z_]+)="([^"$]*)"', expr):
-            if label in {"route", "le"}:
+            if label in {"route", "le", "outcome"}:
                 assert any((label, value) in series[name] for name in named_metrics(expr) - PROMETHEUS_OWN), (
                     f'{label}="{value}" in {expr!r}'
                 )
@@ -135,6 +169,7 @@ def test_every_expression_names_metrics_a_real_service_exports(service, example_
         "diabetes_predictions_total",
         "diabetes_model_calls_total",
         "diabetes_model_info",
+        "diabetes_model_swaps_total",
         "diabetes_worker_restarts_total",
         "diabetes_workers_crash_looping",
     } <= checked
