@@ -2,7 +2,8 @@
 # Installs the Debian packages the test suite drives for real, when they are missing.
 # Needs root (as on CI and the developer machines); skips what is already there.
 set -euo pipefail
-packages=(chromium wrk docker.io mmdebstrap)
+# prometheus: its promtool checks the shipped alerting rules.
+packages=(chromium wrk docker.io mmdebstrap prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -6,6 +6,9 @@ diabetes deploy kubernetes --out k8s/                                    # manif
 diabetes deploy azureml --workspace-config config.json --cluster aks     # Azure ML v1 (azureml-core)
 diabetes deploy azureml --dry-run --out azureml/ --cluster aks           # deploymentconfig.json + v2 YAML
 diabetes deploy azureml --delete --workspace-config config.json          # the example's clean-up
+diabetes deploy azureml --v2 --model-version 1                           # Azure ML v2: managed online endpoint
+diabetes deploy azureml --v2 --kubernetes-compute aks --serving container --image REG/NAME:TAG
+diabetes deploy azureml --v2 --delete                                    # endpoint and deployments removed
 """
 
 from __future__ import annotations
@@ -72,10 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     azure = targets.add_parser(
         "azureml",
-        help="deploy to Azure ML on AKS (v1 SDK), or write its deployment files",
-        description="Azure ML's no-code path: Model.deploy with AksWebservice.deploy_configuration from the spec "
-        "onto an AKS compute target. --dry-run --out DIR writes deploymentconfig.json (`az ml model deploy --dc`) "
-        "and v2/endpoint.yaml + v2/deployment.yaml (azure-ai-ml) and sends nothing. --delete removes the service.",
+        help="deploy to Azure ML: an online endpoint (--v2, azure-ai-ml) or AKS (v1 SDK), or write its files",
+        description="--v2: an online endpoint and deployment with azure-ai-ml's MLClient (managed, or Kubernetes "
+        "with --kubernetes-compute), serving the registered MLflow model (--serving mlflow) or our image "
+        "(--serving container --image). Without --v2, Azure ML v1's no-code path: Model.deploy with "
+        "AksWebservice.deploy_configuration onto an AKS compute target. --dry-run --out DIR writes "
+        "deploymentconfig.json (`az ml model deploy --dc`) and v2/endpoint.yaml + v2/deployment.yaml and sends "
+        "nothing. --delete removes the service (v1) or the endpoint (v2).",
     )
     _spec_arg(azure)
     azure.add_argument("--workspace-config", default="config.json", help="Azure ML workspace config.json")
@@ -85,6 +91,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--dry-run", action="store_true", help="write the deployment files into --out only")
     mode.add_argument("--delete", action="store_true", help="delete the service (the registered model stays)")
     azure.add_argument("--out", help="folder for --dry-run")
+    azure.add_argument("--v2", action="store_true", help="Azure ML v2 (azure-ai-ml): an online endpoint")
+    azure.add_argument(
+        "--kubernetes-compute", metavar="NAME", help="v2: a Kubernetes online endpoint on this attached AKS compute"
+    )
+    azure.add_argument(
+        "--serving",
+        choices=["mlflow", "container"],
+        default="mlflow",
+        help="v2: Azure's no-code serving of the registered MLflow model (default), or our image as a custom container",
+    )
+    azure.add_argument("--image", help="v2 --serving container: the image, in a registry the workspace can pull from")
+    azure.add_argument("--instance-type", help="v2: VM size (managed) or the cluster's instance type (Kubernetes)")
     azure.set_defaults(handler=run_azureml)
 
 
@@ -178,6 +196,8 @@ def run_azureml(args: argparse.Namespace) -> int:
             for path in azureml.write_dry_run(spec, Path(args.out), cluster=args.cluster, version=args.model_version):
                 print(path)
             return 0
+        if args.v2:
+            return _run_azureml_v2(args, spec)
         if args.delete:
             azureml.delete_v1(spec, workspace_config=args.workspace_config)
             print(f"deleted {spec.name}")
@@ -188,4 +208,24 @@ def run_azureml(args: argparse.Namespace) -> int:
     except _deploy_errors() as exc:
         raise CommandError(str(exc)) from None
     print(uri)
+    return 0
+
+
+def _run_azureml_v2(args: argparse.Namespace, spec: Any) -> int:
+    from diabetes_deploy import azureml_v2
+
+    options = azureml_v2.V2Options(
+        serving=args.serving,
+        kubernetes_compute=args.kubernetes_compute,
+        image=args.image,
+        instance_type=args.instance_type,
+        version=args.model_version,
+    )
+    if args.delete:
+        azureml_v2.delete_v2(spec, azureml_v2.ml_client_from_config(args.workspace_config))
+        print(f"deleted endpoint {spec.name}")
+        return 0
+    # The entities are built (and the spec checked) before the workspace is opened.
+    azureml_v2.deployment_entity(spec, options)
+    print(azureml_v2.deploy_v2(spec, azureml_v2.ml_client_from_config(args.workspace_config), options))
     return 0

@@ -103,17 +103,36 @@ class Client:
 
     @classmethod
     def from_azureml(cls, workspace: Any, service_name: str, **kwargs: Any) -> Client:
-        """A client of the Azure ML web service ``service_name`` in ``workspace`` (an azureml-core
-        ``Workspace``): its scoring URI and primary key come from azureml-core's ``Webservice``.
+        """A client of the Azure ML service ``service_name``, found through ``workspace``:
 
-        Needs the ``azure`` extra (``pip install "diabetes-scoring[azure]"``). ``kwargs`` go to ``Client``.
+        - an azure-ai-ml ``MLClient`` (Azure ML v2): the online endpoint's scoring URI and its primary
+          key (or its Azure ML token, for ``auth_mode: aml_token``);
+        - an azureml-core ``Workspace`` (v1): the web service's scoring URI and primary key, from
+          azureml-core's ``Webservice`` (the ``azure`` extra: ``pip install "diabetes-scoring[azure]"``).
+
+        ``kwargs`` go to ``Client``.
         """
+        if hasattr(workspace, "online_endpoints"):
+            return cls.from_online_endpoint(workspace, service_name, **kwargs)
         try:
             # Imported by name: azureml-core is an optional extra, and has no type stubs.
             webservice_module = importlib.import_module("azureml.core.webservice")
         except ImportError as exc:
             raise ImportError('Client.from_azureml needs azureml-core: pip install "diabetes-scoring[azure]"') from exc
         return cls.from_webservice(webservice_module.Webservice(workspace, name=service_name), **kwargs)
+
+    @classmethod
+    def from_online_endpoint(cls, ml_client: Any, endpoint_name: str, **kwargs: Any) -> Client:
+        """A client of the Azure ML v2 online endpoint ``endpoint_name``, through an azure-ai-ml ``MLClient``."""
+        endpoint = ml_client.online_endpoints.get(endpoint_name)
+        url = getattr(endpoint, "scoring_uri", None)
+        if not url:
+            state = getattr(endpoint, "provisioning_state", "unknown")
+            raise ScoringError(f"{endpoint_name} has no scoring URI yet (state: {state})")
+        credentials = ml_client.online_endpoints.get_keys(endpoint_name)
+        # EndpointAuthKeys for auth_mode key, EndpointAuthToken for aml_token: both go as a Bearer.
+        key = getattr(credentials, "primary_key", None) or getattr(credentials, "access_token", None)
+        return cls(url, api_key=key, **kwargs)
 
     @classmethod
     def from_webservice(cls, service: Any, **kwargs: Any) -> Client:

@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from loadtests.bench import report, servers
@@ -60,11 +61,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also measure a StandardScaler + Ridge pipeline (served by scikit-learn itself), with concurrent "
         "requests gathered into one call and with one call each (DIABETES_GATHER_REQUESTS=false)",
     )
+    parser.add_argument(
+        "--also-baseline",
+        type=Path,
+        metavar="DIR",
+        help="also measure, 1-row only, another checkout's service code (DIR holds its service/ folder, e.g. "
+        "`git archive main service | tar -x -C DIR`) against this one, alternating --ab-rounds times; the "
+        "check compares their median req/s",
+    )
+    parser.add_argument("--ab-rounds", type=int, default=3, help="rounds of the --also-baseline A/B (default 3)")
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args = parser.parse_args(argv)
-    if args.duration < 1 or args.warmup < 0 or args.workers < 1 or args.threads < 1:
-        parser.error("--duration, --workers and --threads must be ≥ 1, --warmup ≥ 0")
+    if args.duration < 1 or args.warmup < 0 or args.workers < 1 or args.threads < 1 or args.ab_rounds < 1:
+        parser.error("--duration, --workers, --threads and --ab-rounds must be ≥ 1, --warmup ≥ 0")
+    if args.also_baseline and not (args.also_baseline / "service" / "diabetes_service").is_dir():
+        parser.error(f"--also-baseline {args.also_baseline}: no service/diabetes_service there")
     return args
 
 
@@ -132,11 +144,13 @@ class Bench:
         for proc in list(self.running):
             self.stop(proc)
 
-    def measure(self, server: servers.Server, test_rows: list[list[float]]) -> Startup:
+    def measure(
+        self, server: servers.Server, test_rows: list[list[float]], rows_list: tuple[int, ...] | None = None
+    ) -> Startup:
         proc = self.launch(server, test_rows)
         assert proc.ready_seconds is not None
         url = f"http://127.0.0.1:{proc.port}{server.score_path}"
-        for rows in self.args.rows:
+        for rows in rows_list or self.args.rows:
             body = server.body(take_rows(test_rows, rows))
             body_file = self.workdir / f"{server.key}-{rows}.json"
             body_file.write_bytes(body)
@@ -175,6 +189,13 @@ class Bench:
         self.results.local_folder = self.startup_only(local, test_rows)
         ours = servers.ours(store, store.model_uri, args.workers, cache)
         self.results.registry = self.measure(ours, test_rows)
+        if args.also_baseline:
+            # Alternated, so that whatever else the machine does falls on both sides alike.
+            this = replace(ours, key="ours-ab", label="diabetes serve, this checkout (A/B)")
+            peer = servers.baseline(store, store.model_uri, args.workers, cache, args.also_baseline)
+            for _ in range(args.ab_rounds):
+                self.measure(peer, test_rows, (1,))
+                self.measure(this, test_rows, (1,))
         if args.also_no_access_log:
             quiet = servers.ours(store, store.model_uri, args.workers, cache, access_log=False)
             self.results.registry_cached = self.measure(quiet, test_rows)

@@ -58,6 +58,18 @@ def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log:
     )
 
 
+def baseline(store: Store, model_uri: str, workers: int, cache: Path, source: Path) -> Server:
+    """`diabetes serve` running another checkout's service code (`source`/service first on PYTHONPATH,
+    ahead of this checkout's editable install): the peer for an A/B comparison of a change."""
+    base = ours(store, model_uri, workers, cache)
+    return replace(
+        base,
+        key="baseline",
+        label=f"diabetes serve, service code of {source}",
+        env={**base.env, "PYTHONPATH": str(Path(source).resolve() / "service")},
+    )
+
+
 def pipeline(store: Store, model_path: Path, workers: int, cache: Path, *, gather: bool) -> Server:
     """`diabetes serve` on a scikit-learn pipeline (not compiled: scikit-learn runs on every call)."""
     base = ours(store, str(model_path), workers, cache)

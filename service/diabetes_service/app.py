@@ -17,7 +17,7 @@ from pathlib import Path
 from random import getrandbits
 from time import perf_counter
 
-from diabetes_service import board
+from diabetes_service import board, tracing
 from diabetes_service.accesslog import AccessLog
 from diabetes_service.auth import KeyChecker
 from diabetes_service.core import InvalidInput, ModelIdentity, ScoringCore
@@ -71,6 +71,7 @@ class ScoringApp:
         if not docs_public:
             self.routes[("GET", "/swagger.json")] = (self.routes[("GET", "/swagger.json")][0], False)
         self._identify(self.state.model_name, self.state.model_version)
+        tracing.instrument(self, settings.service_name)  # OTEL_* unset: nothing at all changes
 
     def _identify(self, name: str, version: str) -> None:
         self.state.model_name, self.state.model_version = name, version

@@ -78,3 +78,41 @@ def test_from_azureml_without_azureml_core_says_which_extra_to_install(monkeypat
     monkeypatch.setitem(sys.modules, "azureml.core.webservice", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"diabetes-scoring\[azure\]"):
         Client.from_azureml(object(), "diabetes-service")
+
+
+def test_from_azureml_with_an_ml_client_reaches_the_v2_endpoint(keyed_service, example_data, in_process_predictions):
+    """Azure ML v2: a real azure-ai-ml MLClient (its HTTP recorded, see tests/deploy/azure_wire.py) gives
+    the endpoint's scoring URI and primary key; the client then scores against the real service."""
+    from tests.deploy.azure_wire import Wire, ml_client
+
+    wire = Wire(scoring_uri=keyed_service.url + "/score", keys=(PRIMARY, SECONDARY))
+    workspace = ml_client(wire)
+    from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+    workspace.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="diabetes-service")).result()
+    with Client.from_azureml(workspace, "diabetes-service", timeout=9.0) as client:
+        assert client.endpoints.score == keyed_service.url + "/score"
+        assert client.timeout == 9.0
+        assert client.predict(example_data.x_test) == pytest.approx(in_process_predictions, rel=1e-12)
+    asked = [(c.method, c.path.rsplit("/", 2)[-2:]) for c in wire.calls if c.method != "PUT"]
+    assert ("GET", ["onlineEndpoints", "diabetes-service"]) in asked
+    assert ("POST", ["diabetes-service", "listKeys"]) in asked
+
+
+def test_from_azureml_with_a_wrong_key_from_the_workspace_is_an_auth_error(keyed_service, example_data):
+    from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+    from tests.deploy.azure_wire import Wire, ml_client
+
+    wire = Wire(scoring_uri=keyed_service.url + "/score", keys=("rotated-away", "also-old"))
+    workspace = ml_client(wire)
+    workspace.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="diabetes-service")).result()
+    with Client.from_azureml(workspace, "diabetes-service") as client, pytest.raises(AuthenticationError):
+        client.predict(example_data.x_test[:1])
+
+
+def test_from_azureml_v2_endpoint_not_found_names_it():
+    from tests.deploy.azure_wire import Wire, ml_client
+
+    with pytest.raises(Exception, match="not found"):
+        Client.from_azureml(ml_client(Wire()), "missing-endpoint")

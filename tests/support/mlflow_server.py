@@ -17,9 +17,17 @@ MLFLOW = str(BIN / "mlflow")
 class MlflowServer:
     """`mlflow server` started in `folder` (backend `mlflow.db`, artifacts `artifacts/`, log `server.log`)."""
 
-    def __init__(self, folder: Path, *, ready_timeout: float = 180.0, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        ready_timeout: float = 180.0,
+        env: dict[str, str] | None = None,
+        mlflow: str = MLFLOW,
+    ) -> None:
         self.folder = Path(folder)
         self.extra_env = env or {}
+        self.mlflow = mlflow  # another environment's `mlflow` (the tests that build one of their own)
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.backend_uri = f"sqlite:///{self.folder / 'mlflow.db'}"
@@ -31,7 +39,7 @@ class MlflowServer:
     def start(self) -> MlflowServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         cmd = [
-            MLFLOW,
+            self.mlflow,
             "server",
             "--host",
             "127.0.0.1",

@@ -40,11 +40,21 @@ def clean_env(home: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def train(*args: str, home: Path | None = None, cwd: Path | None = None, timeout: float = 300, **env: str) -> Outcome:
-    """`diabetes train ARGS` in `cwd` (default: `home`) with a clean store environment."""
+def train(
+    *args: str,
+    home: Path | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    program: str = DIABETES,
+    **env: str,
+) -> Outcome:
+    """`diabetes train ARGS` in `cwd` (default: `home`) with a clean store environment.
+
+    `program`: another environment's `diabetes` (the tests that build one of their own).
+    """
     started = time.monotonic()
     proc = subprocess.run(
-        [DIABETES, "train", *args],
+        [program, "train", *args],
         env=clean_env(home, **env),
         cwd=cwd or home,
         capture_output=True,

@@ -26,13 +26,20 @@ PICKLE_ARTIFACT = "model.pkl"  # the classic Azure example's joblib dump, at the
 PLOT_ARTIFACT = "predicted_vs_actual.png"
 DATASET_NAME = "sklearn-diabetes"
 AZUREML_SCHEME = "azureml:"
-# MLflow speaks to `azureml://` tracking URIs only through Microsoft's plugin, which is kept out
-# of the `azure` extra because it pins an older MLflow.
+# MLflow speaks to `azureml://` tracking URIs only through Microsoft's plugin, which pins an older
+# MLflow: the `azure-train` extra brings it with the MLflow it allows, the base install stays current.
 AZUREML_PLUGIN_HINT = (
     "MLflow has no tracking store for the workspace's URI {uri}: install the azureml-mlflow plugin"
-    " (pip install azureml-mlflow; it pins mlflow-skinny<=3.15, so MLflow 3.15 comes with it)"
+    " with the MLflow it allows: pip install 'diabetes-scoring[azure-train]'"
 )
 NOISY_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3", "azure", "azureml", "skops")
+
+
+def _azureml_plugin_installed() -> bool:
+    """Whether MLflow can find a tracking store for azureml:// (the plugin registers one by entry point)."""
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group="mlflow.tracking_store", name="azureml"))
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ def train(options: TrainOptions) -> TrainResult:
                 mlflow.set_registry_uri(uri)
                 client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         except TrainerError as exc:
-            if uri.startswith(AZUREML_SCHEME):
+            if uri.startswith(AZUREML_SCHEME) and not _azureml_plugin_installed():
                 raise TrainerError(AZUREML_PLUGIN_HINT.format(uri=shown_uri)) from exc
             raise
         result = TrainResult(options.experiment, model_name, shown_uri, task=task.name)
