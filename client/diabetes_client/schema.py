@@ -1,12 +1,13 @@
 """The wire schema of the Azure ML no-code protocol, defined once.
 
 The scoring service validates request bodies with these models and the client builds and reads
-them, so both sides agree on every rule by construction. Importing this module needs only pydantic.
+them, so both sides agree on every rule by construction; the service's API description is generated
+from them too. Importing this module needs only pydantic.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AllowInfNan,
@@ -20,8 +21,10 @@ from pydantic import (
     ValidationError,
 )
 
+# The scoring methods, named here once for the client, the core and every protocol.
 Method = Literal["predict", "predict_proba"]
-METHODS: tuple[Method, ...] = ("predict", "predict_proba")
+METHODS: tuple[Method, ...] = get_args(Method)
+PREDICT, PREDICT_PROBA = METHODS
 
 # A feature value: a finite JSON number. Strict, so that "1.5", true and null are refused rather
 # than coerced, and NaN / Infinity are refused because the example's features are finite doubles.
@@ -68,6 +71,51 @@ def parse_score_request(body: bytes | str) -> ScoreRequest:
         return _ListRowsRequest.model_validate_json(body)
     except ValidationError:
         return ScoreRequest.model_validate_json(body)
+
+
+class ScoringParams(BaseModel):
+    """`params` of an Azure ML v2 or MLflow body. Other keys are accepted and ignored, as MLflow does
+    for scikit-learn models; `method` is this service's extension."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: Method | None = Field(
+        default=None, description="`predict` or `predict_proba`; left out, the one the model's MLflow pyfunc calls."
+    )
+
+
+class InputDataSplit(BaseModel):
+    """A table in pandas' "split" layout: column names, optional row labels, rows in column order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: list[str] | None = Field(default=None, description="Column names, any order; left out: feature order.")
+    index: list[Any] | None = Field(default=None, description="Row labels; ignored.")
+    data: Annotated[list[list[FeatureValue]], Field(min_length=1, description="One list of values per row.")]
+
+
+def _input_data_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "split"
+    if isinstance(value, list):
+        return "rows"
+    return None
+
+
+class AzureV2Request(BaseModel):
+    """Body of `POST /score` as Azure ML managed online endpoints send it to an MLflow model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_data: Annotated[
+        Annotated[InputDataSplit, Tag("split")] | Annotated[Annotated[list[Row], Field(min_length=1)], Tag("rows")],
+        Discriminator(
+            _input_data_kind,
+            custom_error_type="input_data_kind",
+            custom_error_message="must be an object with columns and data, or a list of rows",
+        ),
+    ]
+    params: ScoringParams | None = None
 
 
 class ErrorBody(BaseModel):

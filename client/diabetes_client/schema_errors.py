@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-# The row union's tags, which pydantic puts in the location: ("data", 3, "list", 2).
-_UNION_TAGS = ("list", "dict")
+# The unions' tags, which pydantic puts in the location: ("data", 3, "list", 2).
+_UNION_TAGS = ("list", "dict", "split", "rows", "columns")
 
 _JSON_KINDS: dict[type, str] = {
     str: "a string",
@@ -51,6 +51,8 @@ def problem_of(error: Any) -> str:
         return f"must be a list, not {_kind(error.get('input'))}"
     if kind == "union_tag_not_found":
         return "must be a list of numbers or an object keyed by feature name"
+    if kind == "dict_type":
+        return f"must be an object, not {_kind(error.get('input'))}"
     if kind == "literal_error":
         return f"unknown value; use one of {error.get('ctx', {}).get('expected', '')}"
     if kind == "extra_forbidden":

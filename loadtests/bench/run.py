@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "check compares their median req/s",
     )
     parser.add_argument("--ab-rounds", type=int, default=3, help="rounds of the --also-baseline A/B (default 3)")
+    parser.add_argument(
+        "--also-starlette",
+        action="store_true",
+        help="also measure the scoring app with its own router and with Starlette's route matching, "
+        "on the same processes in the bench's worker harness (the gap is the router's)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args = parser.parse_args(argv)
@@ -147,28 +153,35 @@ class Bench:
     def measure(
         self, server: servers.Server, test_rows: list[list[float]], rows_list: tuple[int, ...] | None = None
     ) -> Startup:
+        """Every cell of `server`; its routes (`server.routes()`) one after the other on the same
+        process for each body size and connection count, so that the machine's other load shifts
+        their ratio as little as it can."""
         proc = self.launch(server, test_rows)
         assert proc.ready_seconds is not None
-        url = f"http://127.0.0.1:{proc.port}{server.score_path}"
         for rows in rows_list or self.args.rows:
-            body = server.body(take_rows(test_rows, rows))
-            body_file = self.workdir / f"{server.key}-{rows}.json"
-            body_file.write_bytes(body)
-            check_scored(server.label, *post(proc.port, server.score_path, body), rows if server.predicts else None)
+            body_files = []
+            for route in server.routes():
+                body = route.body(take_rows(test_rows, rows))
+                body_file = self.workdir / f"{route.key}-{rows}.json"
+                body_file.write_bytes(body)
+                check_scored(route.label, *post(proc.port, route.score_path, body), rows if server.predicts else None)
+                body_files.append((route, body_file))
             for connections in self.args.connections:
                 options = {"connections": connections, "threads": self.args.threads, "timeout": 10.0}
-                if self.args.warmup:
-                    run_wrk(url, body_file, seconds=self.args.warmup, **options)
-                cpu_before = proc.tree_cpu_seconds()
-                result = run_wrk(url, body_file, seconds=self.args.duration, **options)
-                cpu_us = (proc.tree_cpu_seconds() - cpu_before) * 1e6 / max(1, result.requests)
-                rss = proc.tree_rss_mib()
-                cell = Cell(server.key, server.label, rows, connections, result, rss, proc.ready_seconds, cpu_us)
-                self.results.cells.append(cell)
-                progress(
-                    f"{server.label}: {rows} rows x {connections} conns: {result.req_per_s:,.0f} req/s, "
-                    f"p50 {result.p50_ms:.3f} ms, {result.errors} errors, {cpu_us:.0f} µs server CPU/req"
-                )
+                for route, body_file in body_files:
+                    url = f"http://127.0.0.1:{proc.port}{route.score_path}"
+                    if self.args.warmup:
+                        run_wrk(url, body_file, seconds=self.args.warmup, **options)
+                    cpu_before = proc.tree_cpu_seconds()
+                    result = run_wrk(url, body_file, seconds=self.args.duration, **options)
+                    cpu_us = (proc.tree_cpu_seconds() - cpu_before) * 1e6 / max(1, result.requests)
+                    rss = proc.tree_rss_mib()
+                    cell = Cell(route.key, route.label, rows, connections, result, rss, proc.ready_seconds, cpu_us)
+                    self.results.cells.append(cell)
+                    progress(
+                        f"{route.label}: {rows} rows x {connections} conns: {result.req_per_s:,.0f} req/s, "
+                        f"p50 {result.p50_ms:.3f} ms, {result.errors} errors, {cpu_us:.0f} µs server CPU/req"
+                    )
         self.stop(proc)
         return _startup(proc)
 
@@ -188,7 +201,7 @@ class Bench:
         local = servers.ours(store, str(folder), args.workers, cache)
         self.results.local_folder = self.startup_only(local, test_rows)
         ours = servers.ours(store, store.model_uri, args.workers, cache)
-        self.results.registry = self.measure(ours, test_rows)
+        self.results.registry = self.measure(servers.with_invocations(ours), test_rows)
         if args.also_baseline:
             # Alternated, so that whatever else the machine does falls on both sides alike.
             this = replace(ours, key="ours-ab", label="diabetes serve, this checkout (A/B)")
@@ -203,6 +216,8 @@ class Bench:
             model = save_pipeline(self._mkdir("pipeline") / "model.pkl")
             for gather in (True, False):
                 self.measure(servers.pipeline(store, model, args.workers, cache, gather=gather), test_rows)
+        if args.also_starlette:
+            self.measure(servers.routed(folder, args.workers), test_rows)
         self.measure(servers.constant(args.workers), test_rows)
         if not args.skip_mlflow:
             self.measure(servers.mlflow_serve(store, args.workers), test_rows)

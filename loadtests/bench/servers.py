@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Server:
     """How to start one server on a port, tell that it is ready, and score on it."""
 
-    key: str  # "ours", "ours-nolog", "mlflow", "constant"
+    key: str  # "ours", "ours-invocations", "ours-nolog", "mlflow", "constant", "routed-ours"...
     label: str
     cmd: Callable[[int], list[str]]
     env: dict[str, str]
@@ -29,6 +29,21 @@ class Server:
     # A line each worker logs once its model is warm. Its readiness route answers from whichever
     # worker takes the connection, so one warm worker says 200 while another still answers 503.
     worker_ready_line: str | None = None
+    # More routes of the same process measured beside `score_path` (cells keyed and labelled as given).
+    also: tuple[Route, ...] = ()
+
+    def routes(self) -> list[Route]:
+        return [Route(self.key, self.label, self.score_path, self.body), *self.also]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One scoring route of a server, with its own wire format."""
+
+    key: str
+    label: str
+    score_path: str
+    body: Callable[[list[list[float]]], bytes]
 
 
 def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log: bool = True) -> Server:
@@ -67,6 +82,38 @@ def baseline(store: Store, model_uri: str, workers: int, cache: Path, source: Pa
         key="baseline",
         label=f"diabetes serve, service code of {source}",
         env={**base.env, "PYTHONPATH": str(Path(source).resolve() / "service")},
+    )
+
+
+def with_invocations(server: Server) -> Server:
+    """`server` (ours) also scored on its MLflow route, with `mlflow models serve`'s body, cell by cell."""
+    invocations = Route("ours-invocations", f"{server.label} /invocations", "/invocations", mlflow_body)
+    return replace(server, also=(invocations,))
+
+
+def routed(folder: Path, workers: int) -> Server:
+    """The scoring app on a local folder in the bench's own worker harness: our router on `/score`,
+    Starlette's route matching on `/starlette/score`, both on the same processes."""
+    return Server(
+        key="routed-ours",
+        label="app, own router",
+        cmd=lambda port: [
+            sys.executable,
+            "-m",
+            "loadtests.bench.routed_server",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--model",
+            str(folder),
+        ],
+        env=clean_env(DIABETES_ACCESS_LOG="true"),
+        ready_path="/health/ready",
+        score_path="/score",
+        body=azureml_body,
+        worker_ready_line=r"^model .* ready \(",
+        also=(Route("routed-starlette", "app, Starlette routing", "/starlette/score", azureml_body),),
     )
 
 

@@ -48,6 +48,21 @@ def checks(results: Results, *, connections: tuple[int, ...], workers: int) -> l
             vs_constant >= 0.5 if vs_constant is not None else None,
         )
     )
+    vs_score = _ratio(req_s("ours-invocations", 1, high), ours_1)
+    out.append(
+        Check(
+            f"/invocations 1-row req/s ≥ 90% of /score's ({high} conns)",
+            f"{vs_score:.0%}" if vs_score is not None else "n/a",
+            vs_score >= 0.9 if vs_score is not None else None,
+        )
+    )
+    starlette = _ratio(req_s("routed-starlette", 1, high), req_s("routed-ours", 1, high))
+    if starlette is not None:
+        out.append(
+            Check(
+                f"Starlette routing 1-row req/s vs our router ({high} conns; for the record)", f"{starlette:.0%}", None
+            )
+        )
     cell_100 = results.cell("ours", 100, high)
     out.append(
         Check(

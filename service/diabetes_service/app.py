@@ -1,6 +1,7 @@
 """The ASGI application: routing, keys, request ids, metrics and the access log around every route.
 
-Protocol adapters contribute routes; this module only wires them together. The model is loaded in
+Protocol adapters (`protocols/`) contribute routes, each with its own error body; this module only
+wires them together, and builds the API description from the same routes. The model is loaded in
 a background thread at start-up so that the liveness probe answers at once and readiness turns
 200 only once the model is loaded and warm.
 """
@@ -12,7 +13,8 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from random import getrandbits
 from time import perf_counter
@@ -20,21 +22,23 @@ from time import perf_counter
 from diabetes_service import board, tracing
 from diabetes_service.accesslog import AccessLog
 from diabetes_service.auth import KeyChecker
-from diabetes_service.core import InvalidInput, ModelIdentity, ScoringCore
+from diabetes_service.core import ModelIdentity, ScoringCore, ScoringError
 from diabetes_service.docs import SwaggerPage
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
 from diabetes_service.hooks import MLflowWebhook
-from diabetes_service.http import HTTPError, Request, Response, error_response, read_body, text_response
+from diabetes_service.http import HTTPError, Request, Response, read_body, text_response
 from diabetes_service.loading import load_compiled, load_model
 from diabetes_service.metrics import Metrics
+from diabetes_service.openapi import openapi_document
 from diabetes_service.protocols.azureml import AzureMLProtocol
+from diabetes_service.protocols.base import Protocol, Route, Router
+from diabetes_service.protocols.mlflow import MlflowProtocol
+from diabetes_service.pyfunc import read_pyfunc
 from diabetes_service.resolution import ResolvedModel, await_announcement
 from diabetes_service.runner import ScoringTimeout
 from diabetes_service.settings import ServiceSettings
 from diabetes_service.state import NOT_READY_HEADERS, ServiceState
 from diabetes_service.trust import TrustPolicy
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 log = logging.getLogger("diabetes_service")
 
@@ -49,27 +53,21 @@ class ScoringApp:
         self.metrics = Metrics(settings.metrics_dir)
         self.access_log = AccessLog(settings.access_log)
         self.docs = SwaggerPage(settings.service_name)
-        self.routes: dict[tuple[str, str], tuple[Handler, bool]] = {}
         self.in_flight = 0
         self.max_body_bytes = settings.max_body_bytes
         limit = settings.max_concurrent_requests
         # The limit is per replica: each of the replica's workers takes its share, rounded up.
         self.concurrency_limit = None if limit is None else -(-limit // max(1, settings.workers or 1))
-        self.paths: dict[str, list[str]] = {}
         self.generation = 0  # of the model this worker serves (board.py)
         self.swapping = False
-        routes = [*AzureMLProtocol(self.state).routes(), *self._own_routes()]
-        if settings.webhook_secret is not None:
-            routes += MLflowWebhook(settings.webhook_secret.get_secret_value()).routes()
-        for method, path, handler, public in routes:
-            self.routes[(method, path)] = (handler, public)  # type: ignore[assignment]
-            self.paths.setdefault(path, []).append(method)
-        docs_public = not settings.private_docs
-        for path in self.docs.assets:
-            self.routes[("GET", path)] = (self._asset, docs_public)
-        self.routes[("GET", "/docs")] = (self._docs_page, docs_public)
-        if not docs_public:
-            self.routes[("GET", "/swagger.json")] = (self.routes[("GET", "/swagger.json")][0], False)
+        # The first protocol answers for paths no protocol serves.
+        self.protocols: list[Protocol] = [AzureMLProtocol(self.state, self._describe), MlflowProtocol(self.state)]
+        self.default_protocol = self.protocols[0]
+        routes = [route for protocol in self.protocols for route in protocol.routes()]
+        if settings.private_docs:
+            routes = [replace(r, public=False) if r.path == "/swagger.json" else r for r in routes]
+        self.routes = [*routes, *self._own_routes()]
+        self.router = Router(self.routes)
         self._identify(self.state.model_name, self.state.model_version)
         tracing.instrument(self, settings.service_name)  # OTEL_* unset: nothing at all changes
 
@@ -77,11 +75,48 @@ class ScoringApp:
         self.state.model_name, self.state.model_version = name, version
         self._identity_headers = [(b"x-model-name", name.encode()), (b"x-model-version", version.encode())]
 
-    def _own_routes(self) -> list[tuple[str, str, Handler, bool]]:
-        return [
-            ("GET", "/health/ready", self._readiness, True),
-            ("GET", "/metrics", self._metrics, False),
+    def _own_routes(self) -> list[Route]:
+        owner = self.default_protocol  # its error body for these
+        docs_public = not self.settings.private_docs
+        routes = [
+            Route(
+                "GET",
+                "/health/ready",
+                self._readiness,
+                owner,
+                public=True,
+                summary="Readiness",
+                answer_description="Ready",
+                errors=(503,),
+            ),
+            Route("GET", "/metrics", self._metrics, owner, summary="Prometheus metrics"),
+            Route("GET", "/docs", self._docs_page, owner, public=docs_public, documented=False),
+            *(
+                Route("GET", path, self._asset, owner, public=docs_public, documented=False)
+                for path in self.docs.assets
+            ),
         ]
+        secret = self.settings.webhook_secret
+        if secret is not None:  # MLflow's registry webhook: not part of any scoring protocol's description
+            hook = MLflowWebhook(secret.get_secret_value())
+            routes += [
+                Route(method, path, handler, owner, public=public, documented=False)  # type: ignore[arg-type]
+                for method, path, handler, public in hook.routes()
+            ]
+        return routes
+
+    def _describe(self, core: ScoringCore) -> bytes:
+        """The API description of every documented route, for `core` (Azure ML's /swagger.json)."""
+        import orjson
+
+        document = openapi_document(
+            self.routes,
+            self.protocols,
+            core,
+            title=self.settings.service_name,
+            auth_enabled=self.state.auth_enabled,
+        )
+        return orjson.dumps(document)
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -114,7 +149,8 @@ class ScoringApp:
         else:
             loaded = load_model(prepared.path, TrustPolicy.from_settings(self.settings))
         identity = ModelIdentity(prepared.name, prepared.version, prepared.sha256 or loaded.sha256)
-        core = ScoringCore(loaded, identity, max_rows=self.settings.max_rows)
+        pyfunc = read_pyfunc(prepared.path)
+        core = ScoringCore(loaded, identity, max_rows=self.settings.max_rows, pyfunc=pyfunc)
         core.warm_up()
         return core
 
@@ -189,13 +225,19 @@ class ScoringApp:
         request_id = _request_id(headers.get(b"x-request-id"))
         request = Request(scope["method"], scope["path"], headers, request_id)
         route_label = request.path
+        protocol = self.default_protocol
         try:
-            route = self.routes.get((request.method, request.path))
-            if route is None:
+            matched = self.router.match(request.method, request.path)
+            if matched is None:
                 route_label = "unmatched"
+                protocol = self.router.owner(request.path) or protocol
                 raise self._no_route(request)
-            handler, public = route
-            if not public:
+            route, params = matched
+            protocol = route.protocol
+            if params:
+                request.params = params
+                route_label = route.path  # the template: one metrics label per route, not per name
+            if not route.public:
                 self.keys.check(headers.get(b"authorization"))
             if request.method == "POST":
                 limited = self.concurrency_limit is not None
@@ -203,24 +245,21 @@ class ScoringApp:
                     self._take_slot()
                 try:
                     request.body = await read_body(receive, headers.get(b"content-length"), self.max_body_bytes)
-                    response = await handler(request)
+                    response = await route.handler(request)
                 finally:
                     if limited:
                         self.in_flight -= 1
             else:
-                response = await handler(request)
-        except HTTPError as exc:
-            response = error_response(exc)
-        except InvalidInput as exc:
-            message = f"{exc.field}: {exc.message}" if exc.field else exc.message
-            response = error_response(HTTPError(exc.status, message, exc.field))
+                response = await route.handler(request)
+        except (HTTPError, ScoringError) as exc:
+            response = protocol.error_response(exc)
         except ScoringTimeout as exc:
             # 408, as Azure ML endpoints answer past their request timeout: clients do not retry it
             # as they would a gateway's 504.
-            response = error_response(HTTPError(408, str(exc)))
+            response = protocol.error_response(HTTPError(408, str(exc)))
         except Exception:
             log.exception("unexpected error (request %s)", request_id)
-            response = error_response(HTTPError(500, f"internal error; quote request id {request_id}"))
+            response = protocol.error_response(HTTPError(500, f"internal error; quote request id {request_id}"))
 
         body = response.body
         await send(
@@ -231,7 +270,7 @@ class ScoringApp:
                     (b"content-type", response.content_type),
                     (b"content-length", b"%d" % len(body)),
                     (b"x-request-id", request_id.encode()),
-                    *(request.model.headers if request.model else self._identity_headers),
+                    *(response.model.headers if response.model else self._identity_headers),
                     *response.headers,
                 ],
             }
@@ -240,10 +279,10 @@ class ScoringApp:
 
         elapsed = perf_counter() - started
         self.metrics.observe(route_label, response.status, elapsed)
-        if request.rows:
-            self.metrics.count_predictions(request.scoring_method, request.rows)
+        if response.rows:
+            self.metrics.count_predictions(response.method, response.rows)  # type: ignore[arg-type]
         self.access_log.write(
-            request_id, request.method, route_label, response.status, request.rows, elapsed, self.state.model_version
+            request_id, request.method, route_label, response.status, response.rows, elapsed, self.state.model_version
         )
 
     def _take_slot(self) -> None:
@@ -253,7 +292,7 @@ class ScoringApp:
         self.in_flight += 1
 
     def _no_route(self, request: Request) -> HTTPError:
-        allowed = self.paths.get(request.path)
+        allowed = self.router.allowed(request.path)
         if allowed:
             return HTTPError(
                 405,

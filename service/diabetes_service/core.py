@@ -1,8 +1,10 @@
 """The scoring core: one loaded model, its features and methods. Knows nothing of HTTP.
 
-Protocol adapters turn wire formats into rows (lists in feature order, or feature-keyed dicts)
-or straight into a float matrix, call `score`, and turn the result back into their own format.
-Every caller mistake found here is an `InvalidInput` naming the field and the problem.
+Protocol adapters turn wire formats into rows (lists in feature order, feature-keyed dicts, or
+named columns), get a matrix from `matrix`, `column_matrix` or `checked`, and turn the predictions
+back into their own format. Every matrix leaves here checked for shape and finiteness, whichever way
+it was built. Every caller mistake found here is a `ScoringError`: what is wrong and where, with a
+kind that each protocol maps to its own status; no HTTP here.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from diabetes_client.schema import METHODS, PREDICT, PREDICT_PROBA
 from diabetes_service.linear import answers_agree, compile_verified
 from diabetes_service.loading import Feature, LoadedModel
-
-METHODS = ("predict", "predict_proba")
+from diabetes_service.pyfunc import PyfuncFacts
 
 log = logging.getLogger("diabetes_service")
 
@@ -35,14 +37,20 @@ GATHER_CALL_SECONDS = 50e-6
 GATHER_PROBE_LIMIT_SECONDS = 0.05
 
 
-class InvalidInput(Exception):
-    """A caller mistake. `field` locates it (e.g. `data[3][2]`); `status` is the suggested HTTP code."""
+# What a ScoringError is about: values that cannot be scored, or more rows than one request may hold.
+INVALID = "invalid"
+TOO_MANY_ROWS = "too_many_rows"
 
-    def __init__(self, message: str, field: str | None = None, status: int = 422) -> None:
+
+class ScoringError(Exception):
+    """A caller mistake: `message` says what is wrong, `field` where (e.g. `data[3][2]`), `kind` which
+    family (INVALID, TOO_MANY_ROWS) so that each protocol picks its own status and body."""
+
+    def __init__(self, message: str, field: str | None = None, kind: str = INVALID) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
-        self.status = status
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,9 @@ def probe_rows(example_rows: Sequence[Sequence[float]], width: int) -> np.ndarra
 
 
 class ScoringCore:
-    def __init__(self, loaded: LoadedModel, identity: ModelIdentity, *, max_rows: int) -> None:
+    def __init__(
+        self, loaded: LoadedModel, identity: ModelIdentity, *, max_rows: int, pyfunc: PyfuncFacts | None = None
+    ) -> None:
         self.estimator = loaded.estimator
         # A compiled linear model keeps the name of the scikit-learn class it came from.
         self.model_class: str = getattr(self.estimator, "estimator_name", type(self.estimator).__name__)
@@ -75,7 +85,10 @@ class ScoringCore:
         self.max_rows = max_rows
         self.methods = tuple(m for m in METHODS if callable(getattr(self.estimator, m, None)))
         # Azure ML's no-code scoring: predict_proba where the model has it, else predict.
-        self.default_method = "predict_proba" if "predict_proba" in self.methods else "predict"
+        self.default_method = PREDICT_PROBA if PREDICT_PROBA in self.methods else PREDICT
+        # What MLflow's pyfunc flavor calls (MLflow's scoring server, Azure ML's MLflow scoring script).
+        self.pyfunc = pyfunc or PyfuncFacts()
+        self.pyfunc_method = self.pyfunc.predict_fn if self.pyfunc.predict_fn in self.methods else PREDICT
         self.example_rows = loaded.input_example or [[0.0] * len(self.features)]
         self.slow_seconds_per_call = 0.0
         self.gathers = False
@@ -125,9 +138,9 @@ class ScoringCore:
         if method is None:
             return self.default_method
         if method not in METHODS:
-            raise InvalidInput(f"unknown method; use one of {', '.join(METHODS)}", field="method")
+            raise ScoringError(f"unknown method; use one of {', '.join(METHODS)}", field="method")
         if method not in self.methods:
-            raise InvalidInput(
+            raise ScoringError(
                 f"{method} is not available for this model ({self.model_class}); available: {', '.join(self.methods)}",
                 field="method",
             )
@@ -135,44 +148,113 @@ class ScoringCore:
 
     def check_row_count(self, count: int, field: str = "data") -> None:
         if count == 0:
-            raise InvalidInput("must hold at least one row", field=field)
+            raise ScoringError("must hold at least one row", field=field)
         if count > self.max_rows:
-            raise InvalidInput(
+            raise ScoringError(
                 f"{count} rows is over the limit of {self.max_rows} rows per request; split the request",
                 field=field,
-                status=413,
+                kind=TOO_MANY_ROWS,
             )
 
-    def matrix(self, rows: Sequence[Sequence[float] | Mapping[str, float]], field: str = "data") -> np.ndarray:
-        """Rows of already-validated finite numbers to an (n_rows, n_features) float matrix."""
+    def matrix(
+        self, rows: Sequence[Sequence[float] | Mapping[str, float]], field: str = "data", *, extra_columns: bool = False
+    ) -> np.ndarray:
+        """Rows (lists in feature order, or objects keyed by feature name) to a checked float matrix.
+
+        With `extra_columns`, keys the model does not use are dropped (as MLflow's schema enforcement does)."""
         self.check_row_count(len(rows), field)
         width = self.n_features
         try:  # rows that are all lists of the right length: numpy reads them in one go
             matrix = np.array(rows, dtype=np.float64)
             if matrix.ndim == 2 and matrix.shape[1] == width:
-                return matrix
-        except (TypeError, ValueError):  # objects, or lists of different lengths: row by row below
+                return self._finite(matrix, field)  # shape and row count known good
+        except (TypeError, ValueError):  # objects, lists of different lengths, non-numbers: row by row below
             pass
         ordered: list[Sequence[float]] = []
         for i, row in enumerate(rows):
             # Lists first: an isinstance check against the Mapping ABC costs more than the list check.
             if isinstance(row, list | tuple):
                 if len(row) != width:
-                    raise InvalidInput(f"has {len(row)} values, expected {width} ({self._names()})", f"{field}[{i}]")
+                    raise ScoringError(f"has {len(row)} values, expected {width} ({self._names()})", f"{field}[{i}]")
                 ordered.append(row)
             elif isinstance(row, Mapping):
-                ordered.append(self._ordered(row, f"{field}[{i}]"))
+                ordered.append(self._ordered(row, f"{field}[{i}]", extra_columns))
             else:
-                raise InvalidInput("must be a list of values or an object keyed by feature name", f"{field}[{i}]")
-        return np.array(ordered, dtype=np.float64)
+                raise ScoringError("must be a list of values or an object keyed by feature name", f"{field}[{i}]")
+        return self.checked(_float_matrix(ordered, field), field)
 
-    def _ordered(self, row: Mapping[str, float], field: str) -> list[float]:
-        unknown = [key for key in row if key not in self._feature_index]
+    def frame_matrix(
+        self, columns: Sequence[str] | None, rows: Sequence[Sequence[float]], field: str, *, extra_columns: bool = False
+    ) -> np.ndarray:
+        """A table given as column names and rows of values in that order (pandas' "split" layout).
+
+        `columns` left out: the values are in feature order. Columns may come in any order; with
+        `extra_columns`, columns the model does not use are dropped (as MLflow's schema enforcement does).
+        """
+        data_field = f"{field}.data"
+        if columns is None or tuple(columns) == self.feature_names:
+            return self.matrix(rows, data_field)
+        picks = self._column_picks(columns, f"{field}.columns", extra_columns)
+        self.check_row_count(len(rows), data_field)
+        width = len(columns)
+        for i, row in enumerate(rows):
+            if not isinstance(row, list | tuple) or len(row) != width:
+                found = f"{len(row)} values" if isinstance(row, list | tuple) else "not a list"
+                raise ScoringError(f"has {found}, expected one value per column ({width})", f"{data_field}[{i}]")
+        return self.checked(_float_matrix(rows, data_field)[:, picks], data_field)
+
+    def column_matrix(
+        self, columns: Mapping[str, Sequence[float]], field: str, *, extra_columns: bool = False
+    ) -> np.ndarray:
+        """A table given as one list of values per named column."""
+        picks = self._column_picks(list(columns), field, extra_columns)
+        names = list(columns)
+        lengths = {len(columns[names[i]]) for i in picks}
+        if len(lengths) != 1:
+            raise ScoringError("columns must all hold the same number of values", field)
+        self.check_row_count(lengths.pop(), field)
+        ordered = [columns[names[i]] for i in picks]
+        return self.checked(_float_matrix(ordered, field).T, field)
+
+    def _column_picks(self, columns: Sequence[str], field: str, extra_columns: bool) -> list[int]:
+        """Where each feature stands among `columns`, refusing duplicates, missing and (unless allowed) unknown ones."""
+        index: dict[str, int] = {}
+        for i, name in enumerate(columns):
+            if name in index:
+                raise ScoringError(f"column {name!r} is given twice", field)
+            index[name] = i
+        if not extra_columns:
+            unknown = [name for name in columns if name not in self._feature_index]
+            if unknown:
+                raise ScoringError(f"unknown feature {unknown[0]!r}; expected {self._names()}", field)
+        missing = [name for name in self.feature_names if name not in index]
+        if missing:
+            raise ScoringError(f"missing feature {missing[0]!r}", field)
+        return [index[name] for name in self.feature_names]
+
+    def checked(self, matrix: np.ndarray, field: str = "data") -> np.ndarray:
+        """The shape and finiteness checks every matrix passes before the model sees it."""
+        if matrix.ndim != 2 or matrix.shape[1] != self.n_features:
+            raise ScoringError(f"must be rows of {self.n_features} values ({self._names()})", field)
+        self.check_row_count(len(matrix), field)
+        return self._finite(matrix, field)
+
+    def _finite(self, matrix: np.ndarray, field: str) -> np.ndarray:
+        if not _all_finite(matrix):
+            row, column = (int(i) for i in np.argwhere(~np.isfinite(matrix))[0])
+            raise ScoringError(
+                f"must be a finite number (NaN and infinity are not allowed; feature {self.feature_names[column]})",
+                f"{field}[{row}][{column}]",
+            )
+        return matrix
+
+    def _ordered(self, row: Mapping[str, float], field: str, extra_columns: bool = False) -> list[float]:
+        unknown = [] if extra_columns else [key for key in row if key not in self._feature_index]
         if unknown:
-            raise InvalidInput(f"unknown feature {unknown[0]!r}; expected {self._names()}", field)
+            raise ScoringError(f"unknown feature {unknown[0]!r}; expected {self._names()}", field)
         missing = [name for name in self.feature_names if name not in row]
         if missing:
-            raise InvalidInput(f"missing feature {missing[0]!r}", field)
+            raise ScoringError(f"missing feature {missing[0]!r}", field)
         return [row[name] for name in self.feature_names]
 
     def _names(self) -> str:
@@ -187,13 +269,11 @@ class ScoringCore:
             # output overflowing: the values' fault, not the service's. Its words stay in the log,
             # since a model's own message may quote the input.
             log.warning("the model refused a request's values: %s", exc)
-            raise InvalidInput(
-                "the model cannot score these values (out of the range it handles)", field, status=422
-            ) from None
+            raise ScoringError("the model cannot score these values (out of the range it handles)", field) from None
         # Finite inputs far outside the training range can overflow; answering null would be a silent wrong answer.
         if result.dtype.kind == "f" and not _all_finite(result):
             row = int(np.argwhere(~np.isfinite(result))[0][0])
-            raise InvalidInput(
+            raise ScoringError(
                 "the model's output is not finite for this row: its values are out of range", f"{field}[{row}]"
             )
         # Classifiers trained on boolean labels predict booleans; the protocol promises numbers.
@@ -202,6 +282,18 @@ class ScoringCore:
     def score(self, rows: Sequence[Sequence[float] | Mapping[str, float]], method: str | None) -> list[Any]:
         chosen = self.choose_method(method)
         return self.predict(self.matrix(rows), chosen).tolist()
+
+
+def _float_matrix(rows: Sequence[Sequence[Any]], field: str) -> np.ndarray:
+    """Rows of equal length to floats; a value that is not a number is named by its place."""
+    try:
+        return np.array(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ScoringError("must be a number", f"{field}[{i}][{j}]") from None
+        raise ScoringError("must be rows of numbers", field) from None
 
 
 def _all_finite(values: np.ndarray) -> bool:

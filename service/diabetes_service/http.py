@@ -37,10 +37,7 @@ class Request:
     headers: dict[bytes, bytes]
     request_id: str
     body: bytes = b""
-    # Filled in by handlers for the access log and metrics.
-    rows: int = 0
-    scoring_method: str | None = None
-    model: ModelIdentity | None = None  # the model that answered (one version swaps in for another)
+    params: dict[str, str] | None = None  # the route's path parameters
 
     def header(self, name: bytes) -> bytes | None:
         return self.headers.get(name)
@@ -59,6 +56,11 @@ class Response:
     body: bytes
     content_type: bytes = b"application/json"
     headers: Headers | tuple[()] = ()
+    # What the handler scored, for the metrics and the access log, and the model that answered
+    # (one version swaps in for another between requests).
+    rows: int = 0
+    method: str | None = None
+    model: ModelIdentity | None = None
 
 
 def _numpy_fallback(value: object) -> object:
@@ -76,11 +78,6 @@ def encode_json(payload: object) -> bytes:
 
 def json_response(payload: object, status: int = 200) -> Response:
     return Response(status, encode_json(payload))
-
-
-def error_response(error: HTTPError) -> Response:
-    body = orjson.dumps({"message": error.message, "field": error.field})
-    return Response(error.status, body, headers=list(error.headers))
 
 
 def text_response(text: str, status: int = 200, content_type: bytes = b"text/plain; charset=utf-8") -> Response:

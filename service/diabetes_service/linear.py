@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from diabetes_client.schema import METHODS
+
 ARRAYS_FILE = "linear.npz"
 META_FILE = "linear.json"
 
@@ -111,7 +113,7 @@ def compile_verified(estimator: Any, probe: np.ndarray) -> CompiledModel | None:
         compiled = _compile(estimator)
         if compiled is None or compiled is estimator:
             return compiled
-        for method in ("predict", "predict_proba"):
+        for method in METHODS:
             if hasattr(estimator, method) != hasattr(compiled, method):
                 return None
             if not hasattr(compiled, method):

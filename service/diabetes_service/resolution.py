@@ -325,6 +325,7 @@ def _mentions_pandas(path: Path) -> bool:
 
 
 def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustPolicy) -> ResolvedModel:
+    from diabetes_client.schema import METHODS
     from diabetes_service import linear
     from diabetes_service.core import probe_rows
     from diabetes_service.loading import load_model, model_file
@@ -348,7 +349,7 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
         sys.meta_path.insert(0, _RefuseImport("pandas"))
     loaded = load_model(resolved.path, policy)
     probe = probe_rows(loaded.input_example or [[0.0] * len(loaded.features)], len(loaded.features))
-    for method in ("predict", "predict_proba"):
+    for method in METHODS:
         if callable(getattr(loaded.estimator, method, None)):
             try:
                 getattr(loaded.estimator, method)(probe)

@@ -34,6 +34,7 @@ def test_short_run_prints_the_table_and_ours_answers_without_errors(tmp_path: Pa
             "--connections=1,2",
             "--skip-mlflow",
             "--also-pipeline",
+            "--also-starlette",
             f"--json={out_json}",
         ],
         cwd=REPO,
@@ -51,23 +52,36 @@ def test_short_run_prints_the_table_and_ours_answers_without_errors(tmp_path: Pa
         assert len(cell) == len(header)
         assert all(NUMBER.match(value) for value in cell[1:]), cell
         by_server.setdefault(cell[0], []).append(cell)
-    # The fast servers and the pipeline both ways, every body size and connection count; no mlflow.
+    # The fast servers, /invocations beside /score, the pipeline both ways, both routers, every body
+    # size and connection count; no mlflow.
     assert sorted(by_server) == [
+        "app, Starlette routing",
+        "app, own router",
         "constant-reply ASGI app",
         "diabetes serve",
+        "diabetes serve /invocations",
         "sklearn pipeline, gathered",
         "sklearn pipeline, one call each",
     ]
     for rows in by_server.values():
         assert {(row[1], row[2]) for row in rows} == {("1", "1"), ("1", "2"), ("100", "1"), ("100", "2")}
     errors = header.index("errors")
-    for server in ("diabetes serve", "sklearn pipeline, gathered", "sklearn pipeline, one call each"):
+    for server in (
+        "diabetes serve",
+        "diabetes serve /invocations",
+        "app, own router",
+        "app, Starlette routing",
+        "sklearn pipeline, gathered",
+        "sklearn pipeline, one call each",
+    ):
         for row in by_server[server]:
             assert float(row[3].replace(",", "")) > 0, row
             assert row[errors] == "0", row
 
     # The targets are printed with a verdict; the one needing mlflow says it was not measured.
     assert re.search(r"1-row req/s ≥ 30× mlflow models serve .* n/a\s+n/a", done.stdout)
+    assert re.search(r"/invocations 1-row req/s ≥ 90% of /score's .* \d+%\s+(PASS|FAIL)", done.stdout)
+    assert re.search(r"Starlette routing 1-row req/s vs our router .* \d+%\s+n/a", done.stdout)
     assert re.search(r"process tree RSS ≤ 350 MiB .* \d+ MiB\s+(PASS|FAIL)", done.stdout)
     assert re.search(r"ready ≤ 2 s from a local model folder\s+[\d.]+ s\s+(PASS|FAIL)", done.stdout)
 

@@ -66,13 +66,13 @@ def test_a_user_subclass_keeps_its_own_predict(example_data):
 
 
 def test_huge_but_finite_predictions_are_answered_and_overflow_names_its_row(example_model_pkl):
-    from diabetes_service.core import InvalidInput
+    from diabetes_service.core import ScoringError
 
     core = ScoringCore(load_model(example_model_pkl, TRUSTED), ModelIdentity("m", "1"), max_rows=10_000)
     core.warm_up()
     huge = np.full((2, 10), 1e200)  # predictions near 1e202: finite, though their squares are not
     assert np.isfinite(core.predict(huge, "predict")).all()
     overflowing = np.vstack([huge, np.full((1, 10), 1e308)])
-    with pytest.raises(InvalidInput) as raised:
+    with pytest.raises(ScoringError) as raised:
         core.predict(overflowing, "predict")
     assert raised.value.field == "data[2]"

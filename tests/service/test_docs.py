@@ -31,7 +31,7 @@ def test_swagger_has_one_property_per_feature(svc):
     values = document["components"]["schemas"]["RowValues"]
     assert values["minItems"] == values["maxItems"] == 10
     method = document["components"]["schemas"]["ScoreRequest"]["properties"]["method"]
-    assert method["enum"] == ["predict", None]  # null is "left out", as the wire schema accepts it
+    assert method["enum"] == ["predict", None]  # the regressor's one method; null is "left out", as the schema accepts
     assert method["nullable"] is True
     responses = document["paths"]["/score"]["post"]["responses"]
     assert sorted(responses) == ["200", "400", "401", "408", "413", "415", "422", "503"]
@@ -82,6 +82,7 @@ def test_docs_render_in_headless_chromium_offline(svc, tmp_path):
     dom = done.stdout
     assert "swagger-ui" in dom
     assert "/score" in dom
+    assert "/invocations" in dom  # every protocol's routes, from the one document
     assert "Authorize" in dom  # the Bearer scheme's button, since keys are on
     # Rendered by Swagger UI's JavaScript from /swagger.json, so present only if the page really ran.
     assert "Features, in order: age (double), sex (double), bmi (double)" in dom

@@ -12,7 +12,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from diabetes_service.core import InvalidInput, ModelIdentity, ScoringCore
+from diabetes_service.core import INVALID, ModelIdentity, ScoringCore, ScoringError
 from diabetes_service.loading import Feature, LoadedModel
 from diabetes_service.runner import PredictionRunner, ScoringTimeout
 from diabetes_service.trust import TrustPolicy
@@ -101,7 +101,7 @@ def test_a_request_that_breaks_the_gathered_call_fails_alone(pipeline, example_d
     overflowing = x[3:5].copy()
     overflowing[1, 0] = 1e301  # its second row's prediction is not finite
     answers = score_concurrently(PredictionRunner(core, timeout=None), [x[:2], overflowing, x[2:3]])
-    assert isinstance(answers[1], InvalidInput)
+    assert isinstance(answers[1], ScoringError)
     assert answers[1].field == "data[1]"  # the row within its own request, not within the gathered call
     np.testing.assert_allclose(answers[0], pipeline.predict(x[:2]), rtol=1e-12)
     np.testing.assert_allclose(answers[2], pipeline.predict(x[2:3]), rtol=1e-12)
@@ -109,9 +109,9 @@ def test_a_request_that_breaks_the_gathered_call_fails_alone(pipeline, example_d
 
 def test_values_the_estimator_refuses_are_a_422_not_a_500(pipeline):
     core = core_for(pipeline)
-    with pytest.raises(InvalidInput) as raised:  # the scaler overflows, and the Ridge after it refuses
+    with pytest.raises(ScoringError) as raised:  # the scaler overflows, and the Ridge after it refuses
         core.predict(np.full((1, 10), 1e308), "predict")
-    assert (raised.value.status, raised.value.field) == (422, "data")
+    assert (raised.value.kind, raised.value.field) == (INVALID, "data")  # a 422 on /score
     assert "1e+308" not in raised.value.message
 
 

@@ -1,0 +1,43 @@
+"""What an MLflow model folder says about serving it: the method its pyfunc flavor calls, and MLflow's version.
+
+MLflow serves a scikit-learn model through its pyfunc flavor, which calls the method named by
+`predict_fn` in the MLmodel file (`predict` unless the model was logged otherwise). Protocols that
+promise MLflow's answers default to that method. Read once when the model is ready, never per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from diabetes_client.schema import PREDICT
+
+DEFAULT_PREDICT_FN = PREDICT  # what MLflow's pyfunc calls when the MLmodel file names nothing
+
+
+@dataclass(frozen=True)
+class PyfuncFacts:
+    predict_fn: str = DEFAULT_PREDICT_FN
+    mlflow_version: str | None = None  # MLflow installed here, else the one that logged the model
+
+
+def read_pyfunc(model_path: str | None) -> PyfuncFacts:
+    """The facts of the model at `model_path` (a folder with an MLmodel file); defaults for a bare pickle."""
+    logged_with, predict_fn = None, DEFAULT_PREDICT_FN
+    mlmodel = Path(model_path) / "MLmodel" if model_path else None
+    if mlmodel is not None and mlmodel.is_file():
+        import yaml
+
+        try:
+            document = yaml.safe_load(mlmodel.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            document = {}
+        flavor = (document.get("flavors") or {}).get("python_function") or {}
+        predict_fn = str(flavor.get("predict_fn") or DEFAULT_PREDICT_FN)
+        logged_with = document.get("mlflow_version")
+    try:
+        installed: str | None = metadata.version("mlflow")
+    except metadata.PackageNotFoundError:
+        installed = None
+    return PyfuncFacts(predict_fn, installed or (str(logged_with) if logged_with else None))
