@@ -9,6 +9,7 @@ import pytest
 from diabetes_service.core import INVALID, TOO_MANY_ROWS, ModelIdentity, ScoringCore, ScoringError
 from diabetes_service.loading import load_model
 from diabetes_service.protocols.base import Protocol, Route, Router
+from diabetes_service.trust import TrustPolicy
 from tests.conftest import FEATURES
 
 
@@ -47,7 +48,8 @@ def test_fixed_and_templated_routes():
 
 @pytest.fixture(scope="module")
 def core(example_model_pkl):
-    core = ScoringCore(load_model(example_model_pkl), ModelIdentity("m", "1"), max_rows=5)
+    trusted = TrustPolicy(allow_pickle=True)  # the test's own pickle
+    core = ScoringCore(load_model(example_model_pkl, trusted), ModelIdentity("m", "1"), max_rows=5)
     core.warm_up()
     return core
 
