@@ -102,7 +102,14 @@ class _Reader:
         return None
 
     def row_object(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The object schema of one row: ``body.properties.data.items``, variants followed."""
+        """The object schema of one row: ``body.properties.data.items``, variants followed (a body
+        that may take several forms, such as v1 ``data`` or v2 ``input_data``, is ``anyOf`` them)."""
+        for key in ("anyOf", "oneOf"):
+            for variant in body.get(key, []) or []:
+                variant = self.resolve(variant)
+                if "data" in (variant.get("properties") or {}):
+                    body = variant
+                    break
         data = self.resolve(body.get("properties", {}).get("data"))
         items = self.resolve(data.get("items"))
         return self._object_with_properties(items, 0)

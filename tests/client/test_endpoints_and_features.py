@@ -118,3 +118,29 @@ def test_features_through_an_aks_scoring_uri():
         assert [f.name for f in client.features] == ["age", "sex", "bmi"]
         assert [f.name for f in client.features] == ["age", "sex", "bmi"]  # read once, then kept
     assert [r.path for r in server.received] == ["/api/v1/service/diabetes-service/swagger.json"]
+
+
+def test_features_from_a_body_that_takes_several_forms():
+    """This service's /score body: anyOf the v1 body (with `data`) and Azure ML's v2 body."""
+    row = {"type": "object", "properties": {"age": {"type": "number", "format": "double"}, "bmi": {"type": "number"}}}
+    v1 = {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Row"}}}}
+    v2 = {"type": "object", "properties": {"input_data": {"type": "array"}}}
+    document = {
+        "openapi": "3.0.3",
+        "paths": {
+            "/score": {
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Body"}}}}
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "Row": row,
+                "V1": v1,
+                "V2": v2,
+                "Body": {"anyOf": [{"$ref": "#/components/schemas/V2"}, {"$ref": "#/components/schemas/V1"}]},
+            }
+        },
+    }
+    assert features_from_openapi(document) == (Feature("age", "number", "double"), Feature("bmi", "number"))
