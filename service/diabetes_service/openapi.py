@@ -123,7 +123,7 @@ def _operation(route: Route, core: ScoringCore, auth_enabled: bool) -> dict[str,
 def _content(bodies: dict, core: ScoringCore) -> dict[str, Any]:
     content: dict[str, Any] = {}
     for media_type, body in bodies.items():
-        entry: dict[str, Any] = {"schema": body.schema}
+        entry: dict[str, Any] = {"schema": body.schema(core) if callable(body.schema) else body.schema}
         if body.example is not None:
             entry["example"] = body.example(core)
         content[media_type] = entry

@@ -72,9 +72,15 @@ class FeatureModels:
         )
         column_table = create_model(
             "Columns",
-            __config__=ConfigDict(extra="forbid", json_schema_extra={"description": "One list of values per feature."}),
+            __config__=ConfigDict(
+                extra="forbid",
+                json_schema_extra={
+                    "description": "One list of values per feature, all of the same length (one per row); "
+                    "described here with one row, since a schema cannot require equal lengths."
+                },
+            ),
             **{
-                f"f{i}": (list[value], Field(alias=name, min_length=1, max_length=core.max_rows))  # type: ignore[valid-type]
+                f"f{i}": (list[value], Field(alias=name, min_length=1, max_length=1))  # type: ignore[valid-type]
                 for i, (name, value) in enumerate(zip(names, values, strict=True))
             },
         )
@@ -82,7 +88,11 @@ class FeatureModels:
             Annotated[row_values, Tag("list")] | Annotated[keyed_row, Tag("dict")],
             Discriminator(_row_kind),
         ]
-        columns = list[Literal[tuple(names)]]  # type: ignore[misc]
+        # Every feature once, in any order: n distinct names out of n.
+        columns = Annotated[
+            list[Literal[tuple(names)]],  # type: ignore[misc]
+            Field(min_length=len(names), max_length=len(names), json_schema_extra={"uniqueItems": True}),
+        ]
         methods = Literal[core.methods]  # type: ignore[valid-type]
         params = create_model(
             "ScoringParams",

@@ -55,7 +55,8 @@ STATUS_DESCRIPTIONS = {
 class Body:
     """One media type a route accepts or answers, for the API description."""
 
-    schema: dict[str, Any]  # a JSON Schema, usually {"$ref": ...} to one of the protocol's `schemas`
+    # A JSON Schema, usually {"$ref": ...} to one of the protocol's `schemas`, or one built from the model.
+    schema: dict[str, Any] | Callable[[ScoringCore], dict[str, Any]]
     example: Callable[[ScoringCore], Any] | None = None  # built from the served model
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Annotated, Any, NotRequired
 
 import orjson
@@ -132,7 +133,7 @@ class MlflowProtocol(Protocol):
                 self.version,
                 self,
                 summary="MLflow's version",
-                answer={"application/json": Body({"type": "string"})},
+                answer={"text/plain": Body({"type": "string"})},
             ),
             Route(
                 "POST",
@@ -142,9 +143,7 @@ class MlflowProtocol(Protocol):
                 summary="Score rows with the model (MLflow scoring protocol)",
                 request={
                     "application/json": Body(ref("InvocationsRequest"), example=_example),
-                    "text/csv": Body(
-                        {"type": "string", "description": "A header row of feature names, then one line per row."}
-                    ),
+                    "text/csv": Body(_csv_schema),
                 },
                 answer={"application/json": Body(ref("MlflowPredictions"))},
                 answer_description="One prediction per row",
@@ -170,7 +169,8 @@ class MlflowProtocol(Protocol):
 
     async def version(self, request: Request) -> Response:
         core = self.state.require_core()
-        return Response(200, (core.pyfunc.mlflow_version or "unknown").encode())
+        # MLflow labels this bare version string application/json; it is text, and said so here.
+        return Response(200, (core.pyfunc.mlflow_version or "unknown").encode(), b"text/plain; charset=utf-8")
 
     async def invocations(self, request: Request) -> Response:
         state = self.state
@@ -290,6 +290,18 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _csv_schema(core: ScoringCore) -> dict[str, Any]:
+    """A header row of the features (described in feature order; any order is accepted), then rows of numbers."""
+    number = r"-?[0-9]{1,15}(\.[0-9]{1,15})?"
+    row = ",".join([number] * core.n_features)
+    header = ",".join(re.escape(name) for name in core.feature_names)
+    return {
+        "type": "string",
+        "description": "A header row of feature names, then one line of numbers per row.",
+        "pattern": f"^{header}\n({row}\n)+$",
+    }
 
 
 def _example(core: ScoringCore) -> dict[str, Any]:
