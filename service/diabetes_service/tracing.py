@@ -75,7 +75,8 @@ def _traced(base: type, provider: Any) -> type:
                     provider.shutdown()  # the worker is stopping: send what is left
                 return
             method, path = scope["method"], scope["path"]
-            route = path if (method, path) in self.routes else "unmatched"
+            matched = self.router.match(method, path)
+            route = "unmatched" if matched is None else matched[0].path  # the template, as in /metrics
             parent = propagator.extract(scope["headers"], getter=getter)
             attributes = {"http.request.method": method, "url.path": path, "http.route": route}
             with _tracer.start_as_current_span(
