@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 import uvicorn
 
@@ -34,19 +35,14 @@ def serve_one(sock: object) -> None:
     uvicorn.Server(config).run(sockets=[sock])  # type: ignore[list-item]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.constant_server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    listeners = Listeners(args.host, args.port, args.workers)
+def run_forked(sockets: list, serve: Callable[[object], None]) -> None:
+    """One forked worker per socket running `serve(sock)`; SIGTERM/SIGINT forwarded; until all exit."""
     children = []
-    for sock in listeners.slots:
+    for sock in sockets:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            serve_one(sock)
+            serve(sock)
             os._exit(0)
         children.append(pid)
 
@@ -60,6 +56,16 @@ def main() -> int:
     for child in children:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(child, 0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.constant_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    listeners = Listeners(args.host, args.port, args.workers)
+    run_forked(listeners.slots, serve_one)
     return 0
 
 

@@ -11,10 +11,7 @@ if it pays).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import signal
 import sys
 from typing import Any
 
@@ -24,6 +21,7 @@ from diabetes_service.app import ScoringApp
 from diabetes_service.listeners import Listeners
 from diabetes_service.protocols.base import Protocol, Route
 from diabetes_service.settings import ServiceSettings
+from loadtests.bench.constant_server import run_forked
 
 
 class StarletteRouter:
@@ -96,25 +94,7 @@ def main() -> int:
     parser.add_argument("--model", required=True, help="a local MLflow model folder or model.pkl")
     args = parser.parse_args()
     sockets = Listeners(args.host, args.port, args.workers).slots
-    children = []
-    for sock in sockets:
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            serve_one(sock, args.model)
-            os._exit(0)
-        children.append(pid)
-
-    def forward(signum: int, frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for child in children:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(child, 0)
+    run_forked(sockets, lambda sock: serve_one(sock, args.model))
     return 0
 
 

@@ -193,22 +193,18 @@ class _Exposition:
         for name, version, sha in sorted(totals.artifacts):
             artifact.add_metric([name, version, sha], 1)
         yield artifact
-        restarts = CounterMetricFamily(
+        yield _labelled(
             "diabetes_worker_restarts",
             "Workers replaced by the supervisor, by why the old one ended (exit, signal, heartbeat)",
-            labels=["reason"],
+            "reason",
+            totals.worker_restarts,
         )
-        for reason, count in sorted(totals.worker_restarts.items()):
-            restarts.add_metric([reason], count)
-        yield restarts
-        swaps = CounterMetricFamily(
+        yield _labelled(
             "diabetes_model_swaps",
             "New model versions the supervisor prepared, by outcome (swapped, or refused and why)",
-            labels=["outcome"],
+            "outcome",
+            totals.model_swaps,
         )
-        for outcome, count in sorted(totals.model_swaps.items()):
-            swaps.add_metric([outcome], count)
-        yield swaps
         yield GaugeMetricFamily(
             "diabetes_workers_crash_looping",
             "Worker slots that failed several times in a row and wait out a growing backoff",
@@ -222,9 +218,14 @@ def _add_counts(mine: dict[str, int], theirs: dict[str, int]) -> None:
 
 
 def _by_method(name: str, documentation: str, counts: dict[str, int]) -> Metric:
+    return _labelled(name, documentation, "method", counts)
+
+
+def _labelled(name: str, documentation: str, label: str, counts: dict[str, int]) -> Metric:
+    """A counter family with one sample per value of `label`."""
     from prometheus_client.core import CounterMetricFamily
 
-    family = CounterMetricFamily(name, documentation, labels=["method"])
-    for method, count in sorted(counts.items()):
-        family.add_metric([method], count)
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
     return family
