@@ -1,0 +1,175 @@
+"""A mixed-type model (issue 16): a Pipeline with a ColumnTransformer selecting string, long,
+boolean, double and optional columns by name, logged with MLflow's inferred signature, served by the
+real service; every protocol's body scores it as the model itself does, and every type mistake is a
+4xx naming the row and the column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from tests.support.service import ServiceProcess
+
+COLUMNS = ["smoker", "age", "active", "bmi", "note"]
+
+
+def training_frame() -> tuple[pd.DataFrame, list[str]]:
+    rows = []
+    labels = []
+    for i in range(60):
+        smoker = ["yes", "no", "former"][i % 3]
+        age = 20 + (i * 7) % 50
+        active = i % 4 == 0
+        bmi = 18.0 + (i * 13 % 17)
+        note = None if i % 5 == 0 else ["a", "b"][i % 2]
+        rows.append([smoker, age, active, bmi, note])
+        labels.append("high" if (age > 40) + (smoker == "yes") + (bmi > 28) >= 2 else "low")
+    frame = pd.DataFrame(rows, columns=COLUMNS).astype({"age": "int64", "active": "bool", "bmi": "float64"})
+    return frame, labels
+
+
+@pytest.fixture(scope="module")
+def mixed_model(tmp_path_factory):
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, labels = training_frame()
+    model = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("smoker", OneHotEncoder(handle_unknown="ignore"), ["smoker"]),
+                        ("numbers", StandardScaler(), ["age", "bmi"]),
+                        ("active", "passthrough", ["active"]),
+                        (
+                            "note",
+                            make_pipeline(
+                                SimpleImputer(strategy="constant", fill_value="none"),
+                                OneHotEncoder(handle_unknown="ignore"),
+                            ),
+                            ["note"],
+                        ),
+                    ]
+                ),
+            ),
+            ("classify", LogisticRegression()),
+        ]
+    ).fit(frame, labels)
+    folder = tmp_path_factory.mktemp("mixed") / "model"
+    signature = infer_signature(frame, model.predict(frame))
+    mlflow.sklearn.save_model(
+        model, folder, signature=signature, input_example=frame.head(3), serialization_format="cloudpickle"
+    )
+    return folder, model, frame
+
+
+@pytest.fixture(scope="module")
+def svc(mixed_model, tmp_path_factory):
+    folder, _, _ = mixed_model
+    with ServiceProcess(str(folder), log=tmp_path_factory.mktemp("log") / "s.log", ready_timeout=120) as service:
+        yield service
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    out = []
+    for row in frame.itertuples(index=False):
+        out.append(
+            {
+                "smoker": row.smoker,
+                "age": int(row.age),
+                "active": bool(row.active),
+                "bmi": float(row.bmi),
+                "note": None if not isinstance(row.note, str) else row.note,
+            }
+        )
+    return out
+
+
+def test_every_protocol_scores_as_the_model_does(svc, mixed_model):
+    _, model, frame = mixed_model
+    head = frame.head(8)
+    expected = model.predict(head).tolist()
+    expected_proba = model.predict_proba(head).tolist()
+    rows = records(head)
+    lists = [[r[c] for c in COLUMNS] for r in rows]
+    assert set(expected) <= {"high", "low"}  # the model's own string labels, as predict answers them
+    answers = {
+        "score objects": requests.post(svc.url + "/score", json={"data": rows, "method": "predict"}, timeout=10),
+        "score lists": requests.post(svc.url + "/score", json={"data": lists, "method": "predict"}, timeout=10),
+        "azure v2": requests.post(
+            svc.url + "/score",
+            json={
+                "input_data": {"columns": COLUMNS[::-1], "data": [row[::-1] for row in lists]},
+                "params": {"method": "predict"},
+            },
+            timeout=10,
+        ),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 200, (name, answer.text)
+        assert answer.json() == expected, name
+    invocations = [
+        {"dataframe_split": {"columns": COLUMNS, "data": lists}},
+        {"dataframe_records": rows},
+        {"inputs": {c: [r[c] for r in rows] for c in COLUMNS}},
+    ]
+    for body in invocations:
+        answer = requests.post(svc.url + "/invocations", json=body, timeout=10)
+        assert answer.status_code == 200, (body, answer.text)
+        assert answer.json() == {"predictions": expected}
+    csv = "\n".join([",".join(COLUMNS)] + [",".join("" if v is None else str(v) for v in row) for row in lists]) + "\n"
+    answer = requests.post(svc.url + "/invocations", data=csv, headers={"Content-Type": "text/csv"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": expected}
+    proba = requests.post(svc.url + "/score", json={"data": rows, "method": "predict_proba"}, timeout=10).json()
+    np.testing.assert_allclose(proba, expected_proba, rtol=1e-9)
+    decision = requests.post(svc.url + "/score", json={"data": rows, "method": "decision_function"}, timeout=10)
+    np.testing.assert_allclose(decision.json(), model.decision_function(head), rtol=1e-9)
+
+
+def test_an_unseen_category_is_the_models_business(svc, mixed_model):
+    _, model, _ = mixed_model
+    row = {"smoker": "never heard of it", "age": 50, "active": False, "bmi": 30.0, "note": None}
+    answer = requests.post(svc.url + "/score", json={"data": [row], "method": "predict"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == model.predict(pd.DataFrame([row]).astype({"note": object})).tolist()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("age", 1.5, "must be an integer"),
+        ("age", "1", "must be an integer"),
+        ("active", 1, "must be a boolean"),
+        ("smoker", 3, "must be a string"),
+        ("bmi", "2.0", "must be a number"),
+        ("smoker", None, "must not be null"),
+    ],
+)
+def test_every_type_mistake_is_a_4xx_naming_row_and_column(svc, column, value, words):
+    good = {"smoker": "no", "age": 30, "active": True, "bmi": 22.5, "note": "a"}
+    body = {"data": [good, {**good, column: value}], "method": "predict"}
+    answer = requests.post(svc.url + "/score", json=body, timeout=10)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == f"data[1].{column}"
+    assert words in answer.json()["message"]
+    mlflow_answer = requests.post(svc.url + "/invocations", json={"dataframe_records": body["data"]}, timeout=10)
+    assert mlflow_answer.status_code == 400
+    assert f"dataframe_records[1].{column}" in mlflow_answer.json()["message"]
+
+
+def test_null_is_accepted_where_the_column_is_optional(svc, mixed_model):
+    _, model, _ = mixed_model
+    row = {"smoker": "yes", "age": 61, "active": True, "bmi": 31.0, "note": None}
+    answer = requests.post(svc.url + "/score", json={"data": [row], "method": "predict_proba"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json(), model.predict_proba(pd.DataFrame([row]).astype({"note": object})))
