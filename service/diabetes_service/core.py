@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from diabetes_client.schema import METHODS, PREDICT, PREDICT_PROBA
+from diabetes_service.categories import known_categories
 from diabetes_service.columns import ColumnError, ColumnType, Table, frame, is_typed
 from diabetes_service.linear import answers_agree, compile_verified
 from diabetes_service.loading import Feature, LoadedModel
@@ -127,6 +128,8 @@ class ScoringCore:
         # The class labels, in the order of predict_proba's and decision_function's columns.
         classes = getattr(self.estimator, "classes_", None)
         self.classes: list[Any] | None = None if classes is None else np.asarray(classes).tolist()
+        # The categories its encoders know, by column, for the API description (never a validation rule).
+        self.categories: dict[str, list[str]] = known_categories(self.estimator) if self.typed else {}
         self.slow_seconds_per_call = 0.0
         self.gathers = False
         self._predictors: dict[str, Callable[[Any], np.ndarray]] = {

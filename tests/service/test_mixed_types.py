@@ -173,3 +173,19 @@ def test_null_is_accepted_where_the_column_is_optional(svc, mixed_model):
     answer = requests.post(svc.url + "/score", json={"data": [row], "method": "predict_proba"}, timeout=10)
     assert answer.status_code == 200, answer.text
     np.testing.assert_allclose(answer.json(), model.predict_proba(pd.DataFrame([row]).astype({"note": object})))
+
+
+def test_the_api_description_shows_real_types_categories_and_the_example(svc):
+    document = requests.get(svc.url + "/swagger.json", timeout=10).json()
+    row = document["components"]["schemas"]["Row"]["properties"]
+    assert row["smoker"] == {"type": "string", "enum": ["former", "no", "yes"]}
+    assert row["age"] == {"type": "integer", "format": "int64"}
+    assert row["active"] == {"type": "boolean"}
+    assert row["bmi"] == {"type": "number", "format": "double"}
+    # Encoded after an imputer: the encoder's categories are not the input's, so no enum is claimed.
+    assert row["note"] == {"type": "string", "nullable": True}
+    assert "Classes, in the order of predict_proba's" in document["info"]["description"]
+    example = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert example["data"][0] == {"smoker": "yes", "age": 20, "active": True, "bmi": 18.0, "note": None}
+    answer = requests.post(svc.url + "/score", json=example, timeout=10)
+    assert answer.status_code == 200, answer.text
