@@ -189,3 +189,39 @@ def test_the_api_description_shows_real_types_categories_and_the_example(svc):
     assert example["data"][0] == {"smoker": "yes", "age": 20, "active": True, "bmi": 18.0, "note": None}
     answer = requests.post(svc.url + "/score", json=example, timeout=10)
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_gives_the_same_answers(svc, mixed_model, tmp_path):
+    """Differential: a real `mlflow models serve` on the same model folder, the same bodies."""
+    import json
+
+    from tests.support.mlflow_serve import MlflowModelServer
+
+    folder, _, frame = mixed_model
+    rows = records(frame.head(9))
+    lists = [[r[c] for c in COLUMNS] for r in rows]
+    csv = "\n".join([",".join(COLUMNS)] + [",".join("" if v is None else str(v) for v in row) for row in lists]) + "\n"
+    bodies = [
+        ({"dataframe_split": {"columns": COLUMNS, "data": lists}}, "application/json"),
+        ({"dataframe_split": {"columns": COLUMNS[::-1], "data": [row[::-1] for row in lists]}}, "application/json"),
+        ({"dataframe_records": rows}, "application/json"),
+        ({"dataframe_records": [{**r, "extra": 1} for r in rows]}, "application/json"),
+        (csv, "text/csv"),
+    ]
+    with MlflowModelServer(str(folder), f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "theirs.log") as theirs:
+        for body, content_type in bodies:
+            data = body if isinstance(body, str) else json.dumps(body)
+            headers = {"Content-Type": content_type}
+            mine = requests.post(svc.url + "/invocations", data=data, headers=headers, timeout=30)
+            reference = requests.post(theirs.url + "/invocations", data=data, headers=headers, timeout=30)
+            assert reference.status_code == 200, (body, reference.text)
+            assert mine.status_code == 200, (body, mine.text)
+            assert mine.json() == reference.json(), body
+        # Deliberately stricter than MLflow: it scores a long given 1.5 (a silently truncated
+        # value); the contract says a long takes integers only.
+        bad = {"dataframe_records": [{**rows[0], "age": 1.5}]}
+        assert requests.post(theirs.url + "/invocations", json=bad, timeout=30).status_code == 200
+        refused = requests.post(svc.url + "/invocations", json=bad, timeout=30)
+        assert refused.status_code == 400
+        assert refused.json()["message"].startswith("dataframe_records[0].age: must be an integer")
