@@ -225,3 +225,23 @@ def test_mlflow_models_serve_gives_the_same_answers(svc, mixed_model, tmp_path):
         refused = requests.post(svc.url + "/invocations", json=bad, timeout=30)
         assert refused.status_code == 400
         assert refused.json()["message"].startswith("dataframe_records[0].age: must be an integer")
+
+
+@pytest.mark.slow
+def test_diabetes_train_task_pipeline_is_served_with_its_string_and_integer_columns(tmp_path, service):
+    from tests.conftest import run_train
+
+    trained = run_train(tmp_path, "--task", "pipeline")
+    assert trained["model_name"] == "diabetes_pipeline"
+    env = {"DIABETES_HOME": str(tmp_path), "DIABETES_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}"}
+    with service(f"models:/diabetes_pipeline/{trained['model_version']}", env=env, ready_timeout=120) as svc:
+        document = requests.get(svc.url + "/swagger.json", timeout=10).json()
+        row = document["components"]["schemas"]["Row"]["properties"]
+        assert row["sex"] == {"type": "string", "enum": ["female", "male"]}
+        assert row["age"] == {"type": "integer", "format": "int64"}
+        example = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"]
+        answer = requests.post(svc.url + "/score", json=example, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert isinstance(answer.json()[0], float)
+        bad = {"data": [{**example["data"][0], "sex": 0.05}]}
+        assert requests.post(svc.url + "/score", json=bad, timeout=10).status_code == 422
