@@ -16,6 +16,7 @@ from typing import Any
 
 from diabetes_service.errors import ModelLoadError
 from diabetes_service.trust import TrustPolicy, check_pickle, check_pin, trusted_skops_types
+from diabetes_service.versions import check_version, saved_with
 
 BARE_PICKLE_NAMES = ("model.pkl", "model.joblib")
 STRICT = TrustPolicy()  # no pickle without an opt-in or a pin; skops types from the allow-list only
@@ -34,7 +35,6 @@ class LoadedModel:
     features: tuple[Feature, ...]
     input_example: list[list[Any]] | None  # rows in feature order: floats, or typed values as JSON gives them
     sha256: str | None = None  # of the artifact file the estimator came from
-    sklearn_version: str | None = None  # the version the model was saved with, where the folder says
 
 
 def load_model(path: str | Path, policy: TrustPolicy = STRICT) -> LoadedModel:
@@ -107,6 +107,7 @@ def _load_mlflow_folder(folder: Path, policy: TrustPolicy) -> LoadedModel:
     if not file.is_file():
         raise ModelLoadError(f"the MLflow model has no {file.name}")
     digest = check_pin(file, policy)
+    check_version(saved_with(folder, mlmodel), policy.allow_version_mismatch)
     estimator = _unpickle_flavor(file, flavor.get("serialization_format", "cloudpickle"), policy)
     features = _features_of_signature(mlmodel.get("signature")) or _features_of_estimator(estimator)
     return LoadedModel(estimator, features, _input_example(folder, mlmodel, features), digest)

@@ -401,7 +401,12 @@ def main(argv: list[str]) -> int:
     logging.disable(logging.WARNING)
     uri, tracking_uri, compile_to, policy_json, *skip = argv  # skip: versions it has or refused (--follow)
     given = json.loads(policy_json)
-    policy = TrustPolicy(given["allow_pickle"], given["sha256"], tuple(given["trusted_types"]))
+    policy = TrustPolicy(
+        given["allow_pickle"],
+        given["sha256"],
+        tuple(given["trusted_types"]),
+        bool(given.get("allow_version_mismatch", False)),
+    )
     resolved = None
     try:
         resolved = resolve_registry(uri, tracking_uri, frozenset(skip)) if needs_mlflow(uri) else local_model(uri)

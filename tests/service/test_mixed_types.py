@@ -245,3 +245,38 @@ def test_diabetes_train_task_pipeline_is_served_with_its_string_and_integer_colu
         assert isinstance(answer.json()[0], float)
         bad = {"data": [{**example["data"][0], "sex": 0.05}]}
         assert requests.post(svc.url + "/score", json=bad, timeout=10).status_code == 422
+
+
+def test_version_check_warns_on_a_minor_and_refuses_a_major_difference(caplog):
+    from diabetes_service.errors import ModelLoadError
+    from diabetes_service.versions import check_version
+
+    with caplog.at_level("WARNING", logger="diabetes_service"):
+        check_version("1.7.2", allow_mismatch=False, installed="1.9.1")
+    assert "1.7.2" in caplog.text
+    assert "1.9.1" in caplog.text
+    with pytest.raises(ModelLoadError, match=r"0\.24\.2.*1\.9\.1.*--allow-version-mismatch"):
+        check_version("0.24.2", allow_mismatch=False, installed="1.9.1")
+    check_version("0.24.2", allow_mismatch=True, installed="1.9.1")  # allowed: a warning only
+    check_version("1.9.0", allow_mismatch=False, installed="1.9.1")  # a patch release: nothing to say
+
+
+def test_a_model_from_another_major_version_needs_the_flag(mixed_model, tmp_path, service):
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "old"
+    shutil.copytree(mixed_model[0], folder)
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    mlmodel["flavors"]["sklearn"]["sklearn_version"] = "0.24.2"
+    (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    refused = service(str(folder))
+    with pytest.raises(RuntimeError):
+        refused.start()
+    assert "scikit-learn 0.24.2" in refused.output()
+    assert "--allow-version-mismatch" in refused.output()
+    with service(str(folder), args=["--allow-version-mismatch"]) as served:
+        row = {"smoker": "no", "age": 30, "active": True, "bmi": 22.5, "note": "a"}
+        assert requests.post(served.url + "/score", json={"data": [row]}, timeout=10).status_code == 200
+    assert "served anyway" in served.output()
