@@ -198,7 +198,8 @@ def _matrix(core: ScoringCore, inputs: list[Tensor]) -> np.ndarray:
         if tensor.name in columns:
             raise ScoringError(f"feature {tensor.name!r} is given twice", f"inputs[{i}].name")
         columns[tensor.name] = data.astype(np.float64, copy=False)
-    return core.column_matrix(columns, "inputs")
+    # Row-major, as the other forms are: the same rows then get the same answers to the last bit.
+    return np.ascontiguousarray(core.column_matrix(columns, "inputs"))
 
 
 def _describe(core: ScoringCore) -> dict[str, Any]:
