@@ -323,15 +323,15 @@ class V2RestProtocol(Protocol):
         return {"type": "string", "enum": [core.identity.name if name == "name" else core.identity.version]}
 
     def schemas(self, core: ScoringCore, features: FeatureModels) -> list[type[BaseModel]]:
-        """The wire models, the request narrowed to what the served model surely accepts: one FP64
-        [1, n_features] tensor (every other numeric datatype, row count and the one-tensor-per-feature
-        form are accepted too, but a schema cannot tie the data's length to the shape)."""
+        """The wire models (unknown keys ignored, as KServe's and Triton's servers do), the request
+        narrowed to what the served model surely accepts: one FP64 [1, n_features] tensor. Every other
+        numeric datatype, row count and the one-tensor-per-feature form are accepted too, but a schema
+        cannot tie the data's length to the shape."""
         width = core.n_features
         number = Annotated[float, Field(allow_inf_nan=False, json_schema_extra={"format": "double"})]
         matrix = create_model(
             "RequestInput",
             __doc__=f"One row of the {width} features, in order: {', '.join(core.feature_names)}.",
-            __config__=ConfigDict(extra="forbid"),
             name=(str, ...),
             shape=(Annotated[list[int], Field(json_schema_extra={"enum": [[1, width]]})], ...),
             datatype=(Literal["FP64"], ...),
@@ -340,14 +340,12 @@ class V2RestProtocol(Protocol):
         )
         output = create_model(
             "RequestOutput",
-            __config__=ConfigDict(extra="forbid"),
             name=(Literal[core.methods], ...),  # type: ignore[valid-type]
             parameters=(OutputParameters | None, None),
         )
         request = create_model(
             "InferenceRequest",
             __doc__=InferenceRequest.__doc__,
-            __config__=ConfigDict(extra="forbid"),
             id=(str | None, None),
             parameters=(InferenceParameters | None, None),
             inputs=(Annotated[list[matrix], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
