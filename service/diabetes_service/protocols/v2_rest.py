@@ -349,10 +349,7 @@ class V2RestProtocol(Protocol):
             id=(str | None, None),
             parameters=(InferenceParameters | None, None),
             inputs=(Annotated[list[matrix], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
-            outputs=(
-                Annotated[list[output], Field(json_schema_extra={"uniqueItems": True})] | None,  # type: ignore[valid-type]
-                None,
-            ),
+            outputs=(list[output] | None, None),  # type: ignore[valid-type]
         )
         return [
             Parameters,
