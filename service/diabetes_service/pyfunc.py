@@ -22,9 +22,14 @@ class PyfuncFacts:
     mlflow_version: str | None = None  # MLflow installed here, else the one that logged the model
 
 
-def read_pyfunc(model_path: str | None) -> PyfuncFacts:
-    """The facts of the model at `model_path` (a folder with an MLmodel file); defaults for a bare pickle."""
-    logged_with, predict_fn = None, DEFAULT_PREDICT_FN
+def read_pyfunc(model_path: str | None, recorded: str | None = None) -> PyfuncFacts:
+    """The facts of the model at `model_path` (a folder with an MLmodel file); defaults for a bare pickle.
+
+    `recorded`: the `predict_fn` the prepared-model cache kept with the entry, used when the MLmodel
+    file is not there (an image or a copy holding the artifact alone), so that a start from the
+    cache answers as the start that prepared it.
+    """
+    logged_with, predict_fn = None, recorded or DEFAULT_PREDICT_FN
     mlmodel = Path(model_path) / "MLmodel" if model_path else None
     if mlmodel is not None and mlmodel.is_file():
         import yaml
