@@ -33,6 +33,7 @@ from diabetes_service.openapi import openapi_document
 from diabetes_service.protocols.azureml import AzureMLProtocol
 from diabetes_service.protocols.base import Protocol, Route, Router
 from diabetes_service.protocols.mlflow import MlflowProtocol
+from diabetes_service.protocols.v2_rest import V2RestProtocol
 from diabetes_service.pyfunc import read_pyfunc
 from diabetes_service.resolution import ResolvedModel, await_announcement
 from diabetes_service.runner import ScoringTimeout
@@ -61,7 +62,11 @@ class ScoringApp:
         self.generation = 0  # of the model this worker serves (board.py)
         self.swapping = False
         # The first protocol answers for paths no protocol serves.
-        self.protocols: list[Protocol] = [AzureMLProtocol(self.state, self._describe), MlflowProtocol(self.state)]
+        self.protocols: list[Protocol] = [
+            AzureMLProtocol(self.state, self._describe),
+            MlflowProtocol(self.state),
+            V2RestProtocol(self.state),
+        ]
         self.default_protocol = self.protocols[0]
         routes = [route for protocol in self.protocols for route in protocol.routes()]
         if settings.private_docs:
@@ -149,7 +154,7 @@ class ScoringApp:
         else:
             loaded = load_model(prepared.path, TrustPolicy.from_settings(self.settings))
         identity = ModelIdentity(prepared.name, prepared.version, prepared.sha256 or loaded.sha256)
-        pyfunc = read_pyfunc(prepared.path)
+        pyfunc = read_pyfunc(prepared.path, recorded=loaded.predict_fn)
         core = ScoringCore(loaded, identity, max_rows=self.settings.max_rows, pyfunc=pyfunc)
         core.warm_up()
         return core
