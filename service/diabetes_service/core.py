@@ -13,6 +13,7 @@ status; no HTTP here.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -111,7 +112,7 @@ class ScoringCore:
         self.identity = identity
         self.features: tuple[Feature, ...] = loaded.features
         self.feature_names = tuple(feature.name for feature in self.features)
-        self._feature_index = {name: i for i, name in enumerate(self.feature_names)}
+        self.feature_index = {name: i for i, name in enumerate(self.feature_names)}
         self.max_rows = max_rows
         self.methods = tuple(m for m in METHODS if callable(getattr(self.estimator, m, None)))
         # Azure ML's no-code scoring: predict_proba where the model has it, else predict.
@@ -128,6 +129,8 @@ class ScoringCore:
         # The class labels, in the order of predict_proba's and decision_function's columns.
         classes = getattr(self.estimator, "classes_", None)
         self.classes: list[Any] | None = None if classes is None else np.asarray(classes).tolist()
+        # The same as JSON text: what a protocol whose parameters hold only scalars (V2) says.
+        self.classes_json = None if self.classes is None else json.dumps(self.classes)
         # The categories its encoders know, by column, for the API description (never a validation rule).
         self.categories: dict[str, list[str]] = known_categories(self.estimator) if self.typed else {}
         self.slow_seconds_per_call = 0.0
@@ -345,7 +348,7 @@ class ScoringCore:
                 raise ScoringError(f"column {name!r} is given twice", field)
             index[name] = i
         if not extra_columns:
-            unknown = [name for name in columns if name not in self._feature_index]
+            unknown = [name for name in columns if name not in self.feature_index]
             if unknown:
                 raise ScoringError(f"unknown feature {unknown[0]!r}; expected {self._names()}", field)
         missing = [name for name in self.feature_names if name not in index]
@@ -370,7 +373,7 @@ class ScoringCore:
         return matrix
 
     def _ordered(self, row: Mapping[str, Any], field: str, extra_columns: bool = False) -> list[Any]:
-        unknown = [] if extra_columns else [key for key in row if key not in self._feature_index]
+        unknown = [] if extra_columns else [key for key in row if key not in self.feature_index]
         if unknown:
             raise ScoringError(f"unknown feature {unknown[0]!r}; expected {self._names()}", field)
         missing = [name for name in self.feature_names if name not in row]

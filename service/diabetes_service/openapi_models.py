@@ -43,6 +43,7 @@ class FeatureModels:
     params: type[BaseModel]  # ScoringParams: `params` of Azure ML v2 and MLflow bodies
     rows: Any  # a list of rows, at least one and at most the row limit
     split: type[BaseModel]  # InputDataSplit: a table in pandas' "split" layout
+    values: tuple[Any, ...]  # each feature's value type (its JSON type, enum, nullability), in order
 
     @property
     def models(self) -> list[type[BaseModel]]:
@@ -127,7 +128,7 @@ class FeatureModels:
             ),
             data=(Annotated[list[row_values], Field(min_length=1, max_length=core.max_rows)], ...),  # type: ignore[valid-type]
         )
-        return cls(row_values, keyed_row, row, columns, column_table, methods, params, rows, split)
+        return cls(row_values, keyed_row, row, columns, column_table, methods, params, rows, split, tuple(values))
 
 
 def _value(feature: Feature, categories: list[str] | None) -> Any:

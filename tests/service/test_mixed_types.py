@@ -10,65 +10,14 @@ import pandas as pd
 import pytest
 import requests
 
+from tests.support.mixed import COLUMNS, records, save_mixed_model
 from tests.support.service import ServiceProcess
-
-COLUMNS = ["smoker", "age", "active", "bmi", "note"]
-
-
-def training_frame() -> tuple[pd.DataFrame, list[str]]:
-    rows = []
-    labels = []
-    for i in range(60):
-        smoker = ["yes", "no", "former"][i % 3]
-        age = 20 + (i * 7) % 50
-        active = i % 4 == 0
-        bmi = 18.0 + (i * 13 % 17)
-        note = None if i % 5 == 0 else ["a", "b"][i % 2]
-        rows.append([smoker, age, active, bmi, note])
-        labels.append("high" if (age > 40) + (smoker == "yes") + (bmi > 28) >= 2 else "low")
-    frame = pd.DataFrame(rows, columns=COLUMNS).astype({"age": "int64", "active": "bool", "bmi": "float64"})
-    return frame, labels
 
 
 @pytest.fixture(scope="module")
 def mixed_model(tmp_path_factory):
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    frame, labels = training_frame()
-    model = Pipeline(
-        [
-            (
-                "columns",
-                ColumnTransformer(
-                    [
-                        ("smoker", OneHotEncoder(handle_unknown="ignore"), ["smoker"]),
-                        ("numbers", StandardScaler(), ["age", "bmi"]),
-                        ("active", "passthrough", ["active"]),
-                        (
-                            "note",
-                            make_pipeline(
-                                SimpleImputer(strategy="constant", fill_value="none"),
-                                OneHotEncoder(handle_unknown="ignore"),
-                            ),
-                            ["note"],
-                        ),
-                    ]
-                ),
-            ),
-            ("classify", LogisticRegression()),
-        ]
-    ).fit(frame, labels)
     folder = tmp_path_factory.mktemp("mixed") / "model"
-    signature = infer_signature(frame, model.predict(frame))
-    mlflow.sklearn.save_model(
-        model, folder, signature=signature, input_example=frame.head(3), serialization_format="cloudpickle"
-    )
+    model, frame = save_mixed_model(folder)
     return folder, model, frame
 
 
@@ -77,21 +26,6 @@ def svc(mixed_model, tmp_path_factory):
     folder, _, _ = mixed_model
     with ServiceProcess(str(folder), log=tmp_path_factory.mktemp("log") / "s.log", ready_timeout=120) as service:
         yield service
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    out = []
-    for row in frame.itertuples(index=False):
-        out.append(
-            {
-                "smoker": row.smoker,
-                "age": int(row.age),
-                "active": bool(row.active),
-                "bmi": float(row.bmi),
-                "note": None if not isinstance(row.note, str) else row.note,
-            }
-        )
-    return out
 
 
 def test_every_protocol_scores_as_the_model_does(svc, mixed_model):
@@ -188,6 +122,26 @@ def test_the_api_description_shows_real_types_categories_and_the_example(svc):
     example = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"]
     assert example["data"][0] == {"smoker": "yes", "age": 20, "active": True, "bmi": 18.0, "note": None}
     answer = requests.post(svc.url + "/score", json=example, timeout=10)
+    assert answer.status_code == 200, answer.text
+    # V2: one input per column, of its datatype, the categories as an enum; its example is scored.
+    schemas = document["components"]["schemas"]
+    inputs = schemas["InferenceRequest"]["properties"]["inputs"]
+    assert (inputs["minItems"], inputs["maxItems"]) == (5, 5)
+    smoker = schemas["ColumnInput0"]["properties"]
+    assert smoker["datatype"]["enum"] == ["BYTES"]
+    assert smoker["data"]["items"] == {"type": "string", "enum": ["former", "no", "yes"]}
+    assert schemas["ColumnInput1"]["properties"]["datatype"]["enum"][0] == "INT64"
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    v2_example = infer["requestBody"]["content"]["application/json"]["example"]
+    assert [(i["name"], i["datatype"]) for i in v2_example["inputs"]] == [
+        ("smoker", "BYTES"),
+        ("age", "INT64"),
+        ("active", "BOOL"),
+        ("bmi", "FP64"),
+        ("note", "BYTES"),
+    ]
+    name = answer.headers["x-model-name"]
+    answer = requests.post(f"{svc.url}/v2/models/{name}/infer", json=v2_example, timeout=10)
     assert answer.status_code == 200, answer.text
 
 
