@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from diabetes_client.schema import METHODS, PREDICT, PREDICT_PROBA
+from diabetes_service import encoded
 from diabetes_service.categories import known_categories
 from diabetes_service.columns import ColumnError, ColumnType, Table, frame, is_typed
 from diabetes_service.linear import answers_agree, compile_verified
@@ -135,6 +136,7 @@ class ScoringCore:
         self.categories: dict[str, list[str]] = known_categories(self.estimator) if self.typed else {}
         self.slow_seconds_per_call = 0.0
         self.gathers = False
+        self.compiled: Any = None
         self._predictors: dict[str, Callable[[Any], np.ndarray]] = {
             method: self._caller(method) for method in self.methods
         }
@@ -179,7 +181,11 @@ class ScoringCore:
             self._predictors = {method: self._caller(method) for method in self.methods}
             for method in self.methods:
                 self._predictors[method](probe)
-        compiled = None if self.frame_input else compile_verified(self.estimator, probe)
+        compiled: Any = None if self.frame_input else compile_verified(self.estimator, probe)
+        if self.typed and isinstance(probe, Table):
+            # A pipeline of encoders and a linear model: its arithmetic on the table, no DataFrame.
+            compiled = encoded.compile_verified(self.estimator, self.feature_names, self.column_types, probe)
+        self.compiled = compiled  # what serves instead of the estimator, if anything
         if compiled is not None:
             self._predictors = {method: getattr(compiled, method) for method in self.methods}
         started = time.perf_counter()
