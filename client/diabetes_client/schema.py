@@ -175,5 +175,7 @@ def parse_typed_score_request(body: bytes | str) -> TypedScoreRequest:
     return TypedScoreRequest.model_validate_json(body)
 
 
-PredictResponse: TypeAdapter[list[float]] = TypeAdapter(list[float])
+# A prediction: a number, or the model's own class label (a string, an integer, a boolean), as JSON gave it.
+Label = Annotated[StrictBool | StrictInt | FeatureValue | StrictStr, Field(union_mode="left_to_right")]
+PredictResponse: TypeAdapter[list[Label]] = TypeAdapter(list[Label])
 PredictProbaResponse: TypeAdapter[list[list[float]]] = TypeAdapter(list[list[float]])
