@@ -40,11 +40,16 @@ def to_plain_rows(rows: Any) -> list[PlainRow]:
 def _dataframe_rows(frame: Any) -> list[PlainRow]:
     columns = list(frame.columns)
     if all(isinstance(column, str) for column in columns):
-        # pandas boxes values as Python scalars here, so they serialise as JSON numbers.
-        return [
-            {key: _plain_value(value) for key, value in record.items()} for record in frame.to_dict(orient="records")
-        ]
+        # pandas boxes values as Python scalars here, so they serialise as JSON numbers (its
+        # Timestamps as ISO 8601, its missing values, NaN or NaT, as null).
+        records = frame.to_dict(orient="records")
+        return [{key: _frame_value(value) for key, value in record.items()} for record in records]
     return [list(row) for row in frame.to_numpy().tolist()]
+
+
+def _frame_value(value: Any) -> Any:
+    # NaN and NaT are the only values unequal to themselves: a DataFrame's missing value.
+    return None if value is not None and value != value else _plain_value(value)
 
 
 def _plain_row(row: Any) -> PlainRow | Any:

@@ -5,6 +5,7 @@ schema would refuse is no longer refused before it is sent."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,7 +35,7 @@ def test_typed_rows_get_the_models_string_labels(mixed):
         assert labels == model.predict(_frame(rows)).tolist()
         assert set(labels) <= {"high", "low"}
         probabilities = client.predict_proba(rows)
-        assert probabilities == pytest.approx(model.predict_proba(_frame(rows)).tolist(), rel=1e-9)
+        np.testing.assert_allclose(probabilities, model.predict_proba(_frame(rows)), rtol=1e-9)
         decision = client.score(rows, "decision_function")
         assert decision == pytest.approx(model.decision_function(_frame(rows)).tolist(), rel=1e-9)
         # Lists in feature order and a DataFrame (its None kept as null) are the same rows.

@@ -79,7 +79,7 @@ ROWS = [
 def _expected(model) -> np.ndarray:
     frame = pd.DataFrame(
         {
-            "when": pd.to_datetime(["2024-05-01T13:45:00", "2024-12-31T23:30:00", "2024-02-29"]),
+            "when": pd.to_datetime(["2024-05-01T13:45:00", "2024-12-31T23:30:00", "2024-02-29"], format="ISO8601"),
             "visits": np.array([3, 39, 0], dtype="int32"),
             "weight": np.array([71.5, 55.25, 90.0], dtype="float32"),
             "region": pd.Series(["north", "south", "a region it never saw"], dtype=object),
