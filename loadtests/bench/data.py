@@ -48,3 +48,35 @@ def azureml_body(rows: list[list[float]]) -> bytes:
 def mlflow_body(rows: list[list[float]]) -> bytes:
     """`mlflow models serve`'s `/invocations` body for the same rows."""
     return json.dumps({"dataframe_split": {"columns": FEATURES, "data": rows}}).encode()
+
+
+def v2_body(rows: list[list[float]]) -> bytes:
+    """An Open Inference Protocol (V2) REST body: one FP64 [N, 10] tensor as JSON (ours and MLServer's)."""
+    flat = [value for row in rows for value in row]
+    tensor = {"name": "input-0", "shape": [len(rows), len(FEATURES)], "datatype": "FP64", "data": flat}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+# The JSON part of a binary body, padded with spaces to this length: one Inference-Header-Content-Length
+# header then fits every row count (wrk sends fixed headers).
+V2_BINARY_HEADER_BYTES = 256
+
+
+def _v2_binary_body(rows: list[list[float]]) -> bytes:
+    """Triton's binary extension, as tritonclient sends by default: the tensor's raw little-endian
+    doubles after the JSON, and every output asked for in binary too."""
+    import numpy as np
+
+    raw = np.asarray(rows, dtype="<f8").tobytes()
+    tensor = {
+        "name": "input-0",
+        "shape": [len(rows), len(FEATURES)],
+        "datatype": "FP64",
+        "parameters": {"binary_data_size": len(raw)},
+    }
+    header = json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": True}}).encode()
+    assert len(header) <= V2_BINARY_HEADER_BYTES
+    return header.ljust(V2_BINARY_HEADER_BYTES) + raw
+
+
+v2_binary_body_and_header = (_v2_binary_body, (("Inference-Header-Content-Length", str(V2_BINARY_HEADER_BYTES)),))

@@ -2,6 +2,10 @@
 -- "BENCH_RESULT {json}" with exact counts (wrk's status errors are answers with status > 399).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- More headers, one "Name: value" per line (the V2 binary body's Inference-Header-Content-Length).
+for name, value in string.gmatch(os.getenv("BENCH_HEADERS") or "", "([^:\n]+): ([^\n]*)") do
+  wrk.headers[name] = value
+end
 local file = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.body = file:read("*a")
 file:close()

@@ -10,13 +10,14 @@ import argparse
 import itertools
 import json
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from loadtests.bench import report, servers
+from loadtests.bench import report, servers, v2
 from loadtests.bench.data import example_test_rows, save_pipeline, take_rows
 from loadtests.bench.probe import ProbeError, check_scored, post, wait_until_scoring
 from loadtests.bench.processes import ServerProcess, free_port
@@ -76,6 +77,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also measure the scoring app with its own router and with Starlette's route matching, "
         "on the same processes in the bench's worker harness (the gap is the router's)",
     )
+    parser.add_argument(
+        "--also-v2",
+        action="store_true",
+        help="also measure the Open Inference Protocol (V2) REST route (JSON and binary tensors) beside /score, "
+        "and MLServer with its scikit-learn runtime on the same model (its own virtualenv, built once under "
+        "the cache folder), and check issue 12's targets",
+    )
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args = parser.parse_args(argv)
@@ -134,6 +142,7 @@ class Bench:
             1 if server.predicts else None,
             consecutive=4 * self.args.workers,
             timeout=self.args.ready_timeout,
+            headers=server.headers,
         )
         proc.scoring_seconds = time.monotonic() - proc.started_at
         progress(
@@ -164,16 +173,17 @@ class Bench:
                 body = route.body(take_rows(test_rows, rows))
                 body_file = self.workdir / f"{route.key}-{rows}.json"
                 body_file.write_bytes(body)
-                check_scored(route.label, *post(proc.port, route.score_path, body), rows if server.predicts else None)
+                answer = post(proc.port, route.score_path, body, route.headers)
+                check_scored(route.label, *answer, rows if server.predicts else None)
                 body_files.append((route, body_file))
             for connections in self.args.connections:
                 options = {"connections": connections, "threads": self.args.threads, "timeout": 10.0}
                 for route, body_file in body_files:
                     url = f"http://127.0.0.1:{proc.port}{route.score_path}"
                     if self.args.warmup:
-                        run_wrk(url, body_file, seconds=self.args.warmup, **options)
+                        run_wrk(url, body_file, seconds=self.args.warmup, headers=route.headers, **options)
                     cpu_before = proc.tree_cpu_seconds()
-                    result = run_wrk(url, body_file, seconds=self.args.duration, **options)
+                    result = run_wrk(url, body_file, seconds=self.args.duration, headers=route.headers, **options)
                     cpu_us = (proc.tree_cpu_seconds() - cpu_before) * 1e6 / max(1, result.requests)
                     rss = proc.tree_rss_mib()
                     cell = Cell(route.key, route.label, rows, connections, result, rss, proc.ready_seconds, cpu_us)
@@ -201,7 +211,10 @@ class Bench:
         local = servers.ours(store, str(folder), args.workers, cache)
         self.results.local_folder = self.startup_only(local, test_rows)
         ours = servers.ours(store, store.model_uri, args.workers, cache)
-        self.results.registry = self.measure(servers.with_invocations(ours), test_rows)
+        measured = servers.with_invocations(ours)
+        if args.also_v2:
+            measured = servers.with_v2(measured, store.model_name)
+        self.results.registry = self.measure(measured, test_rows)
         if args.also_baseline:
             # Alternated, so that whatever else the machine does falls on both sides alike.
             this = replace(ours, key="ours-ab", label="diabetes serve, this checkout (A/B)")
@@ -221,6 +234,8 @@ class Bench:
         self.measure(servers.constant(args.workers), test_rows)
         if not args.skip_mlflow:
             self.measure(servers.mlflow_serve(store, args.workers), test_rows)
+        if args.also_v2:
+            v2.measure_peers(self, store, folder, test_rows, progress)
         return self.results
 
     def _mkdir(self, name: str) -> Path:
@@ -247,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             progress("interrupted: stopping the servers")
             return 130
-        except (RuntimeError, TimeoutError, OSError, ProbeError, WrkError) as exc:
+        except (RuntimeError, TimeoutError, OSError, ProbeError, WrkError, subprocess.CalledProcessError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
             bench.stop_all()
     found = checks(results, connections=args.connections, workers=args.workers)
+    found += v2.checks(results, max(args.connections))
     print(
         f"wrk on loopback, {args.duration} s per cell after {args.warmup} s of warm-up, {args.threads} wrk thread(s), "
         f"{args.workers} workers per server; errors = non-2xx answers + socket errors"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from loadtests.bench.data import azureml_body, mlflow_body
+from loadtests.bench.data import azureml_body, mlflow_body, v2_binary_body_and_header, v2_body
 from loadtests.bench.store import BIN, Store, clean_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,9 +31,10 @@ class Server:
     worker_ready_line: str | None = None
     # More routes of the same process measured beside `score_path` (cells keyed and labelled as given).
     also: tuple[Route, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every scoring request besides Content-Type
 
     def routes(self) -> list[Route]:
-        return [Route(self.key, self.label, self.score_path, self.body), *self.also]
+        return [Route(self.key, self.label, self.score_path, self.body, self.headers), *self.also]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Route:
     label: str
     score_path: str
     body: Callable[[list[list[float]]], bytes]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log: bool = True) -> Server:
@@ -89,6 +91,16 @@ def with_invocations(server: Server) -> Server:
     """`server` (ours) also scored on its MLflow route, with `mlflow models serve`'s body, cell by cell."""
     invocations = Route("ours-invocations", f"{server.label} /invocations", "/invocations", mlflow_body)
     return replace(server, also=(invocations,))
+
+
+def with_v2(server: Server, model_name: str) -> Server:
+    """`server` (ours) also scored over the Open Inference Protocol's REST route: JSON tensors (the body
+    MLServer gets) and Triton's binary tensors (what tritonclient sends by default), cell by cell."""
+    path = f"/v2/models/{model_name}/infer"
+    json_route = Route("ours-v2", f"{server.label} V2 REST", path, v2_body)
+    binary, header = v2_binary_body_and_header
+    binary_route = Route("ours-v2-binary", f"{server.label} V2 REST binary", path, binary, header)
+    return replace(server, also=(*server.also, json_route, binary_route))
 
 
 def routed(folder: Path, workers: int) -> Server:

@@ -42,8 +42,18 @@ def wrk_binary() -> str:
     return found
 
 
-def run_wrk(url: str, body_file: Path, *, connections: int, threads: int, seconds: float, timeout: float) -> WrkResult:
-    """POST `body_file` to `url` for `seconds` over `connections` keep-alive connections."""
+def run_wrk(
+    url: str,
+    body_file: Path,
+    *,
+    connections: int,
+    threads: int,
+    seconds: float,
+    timeout: float,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> WrkResult:
+    """POST `body_file` to `url` for `seconds` over `connections` keep-alive connections, with `headers`
+    besides Content-Type: application/json."""
     cmd = [
         wrk_binary(),
         f"--threads={max(1, min(threads, connections))}",
@@ -53,7 +63,8 @@ def run_wrk(url: str, body_file: Path, *, connections: int, threads: int, second
         f"--script={LUA_SCRIPT}",
         url,
     ]
-    env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
+    extra = "\n".join(f"{name}: {value}" for name, value in headers)
+    env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": extra}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + timeout + 30, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:

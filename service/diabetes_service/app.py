@@ -33,6 +33,7 @@ from diabetes_service.openapi import openapi_document
 from diabetes_service.protocols.azureml import AzureMLProtocol
 from diabetes_service.protocols.base import Protocol, Route, Router
 from diabetes_service.protocols.mlflow import MlflowProtocol
+from diabetes_service.protocols.v2_rest import V2RestProtocol
 from diabetes_service.pyfunc import read_pyfunc
 from diabetes_service.resolution import ResolvedModel, await_announcement
 from diabetes_service.runner import ScoringTimeout
@@ -61,7 +62,11 @@ class ScoringApp:
         self.generation = 0  # of the model this worker serves (board.py)
         self.swapping = False
         # The first protocol answers for paths no protocol serves.
-        self.protocols: list[Protocol] = [AzureMLProtocol(self.state, self._describe), MlflowProtocol(self.state)]
+        self.protocols: list[Protocol] = [
+            AzureMLProtocol(self.state, self._describe),
+            MlflowProtocol(self.state),
+            V2RestProtocol(self.state),
+        ]
         self.default_protocol = self.protocols[0]
         routes = [route for protocol in self.protocols for route in protocol.routes()]
         if settings.private_docs:

@@ -98,7 +98,8 @@ def _operation(route: Route, core: ScoringCore, auth_enabled: bool) -> dict[str,
     }
     if route.parameters:
         operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in route.parameters
+            {"name": name, "in": "path", "required": True, "schema": route.protocol.parameter_schema(name, core)}
+            for name in route.parameters
         ]
     if route.request:
         operation["requestBody"] = {"required": True, "content": _content(route.request, core)}

@@ -60,9 +60,23 @@ def test_every_route_of_every_protocol_is_described(svc, document):
         ("/health", "GET"),
         ("/version", "GET"),
         ("/invocations", "POST"),
+        ("/v2", "GET"),
+        ("/v2/health/live", "GET"),
+        ("/v2/health/ready", "GET"),
+        ("/v2/models/{name}", "GET"),
+        ("/v2/models/{name}/versions/{version}", "GET"),
+        ("/v2/models/{name}/ready", "GET"),
+        ("/v2/models/{name}/versions/{version}/ready", "GET"),
+        ("/v2/models/{name}/infer", "POST"),
+        ("/v2/models/{name}/versions/{version}/infer", "POST"),
     }
-    for path, method in described:  # and each is really served
-        answer = requests.request(method, svc.url + path, headers=AUTH, timeout=5)
+    for path, method in described:  # and each is really served, for the parameters described
+        operation = document["paths"][path][method.lower()]
+        url = path
+        for parameter in operation.get("parameters", []):
+            (value,) = parameter["schema"]["enum"]  # the served model's name and version
+            url = url.replace("{" + parameter["name"] + "}", value)
+        answer = requests.request(method, svc.url + url, headers=AUTH, timeout=5)
         assert answer.status_code != 404, path
     operation_ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
     assert len(operation_ids) == len(set(operation_ids))
@@ -88,6 +102,12 @@ def test_every_status_a_route_can_answer_is_listed(document):
     assert error == {"$ref": "#/components/schemas/MlflowError"}
     assert paths["/score"]["post"]["security"] == [{"bearerAuth": []}]
     assert "security" not in paths["/ping"]["get"]
+    infer = paths["/v2/models/{name}/infer"]["post"]["responses"]
+    assert set(infer) == {"200", "400", "401", "404", "408", "413", "415", "503"}
+    assert infer["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/V2Error"}
+    assert set(infer["200"]["content"]) == {"application/json", "application/octet-stream"}
+    assert set(paths["/v2/health/live"]["get"]["responses"]) == {"200"}  # a probe: no key
+    assert set(paths["/v2/models/{name}/ready"]["get"]["responses"]) == {"200", "401", "404", "503"}
 
 
 ROW = [0.01] * 10
@@ -118,6 +138,31 @@ INVOCATION_BODIES = [
     ({"instances": [ROW], "params": {"method": "decision_function"}}, False),
 ]
 
+TENSOR = {"name": "input-0", "shape": [1, 10], "datatype": "FP64", "data": ROW}
+V2_BODIES = [
+    ({"inputs": [TENSOR]}, True),
+    ({"id": "7", "inputs": [TENSOR], "outputs": [{"name": "predict"}]}, True),
+    ({"inputs": [TENSOR], "parameters": {"binary_data_output": False, "x": "y"}}, True),
+    ({"inputs": [{**TENSOR, "data": ROW[:9]}]}, False),
+    ({"inputs": [{**TENSOR, "shape": [1, 9]}]}, False),
+    ({"inputs": [{**TENSOR, "datatype": "FP99"}]}, False),
+    ({"inputs": [{**TENSOR, "data": [*ROW[:9], "1"]}]}, False),
+    ({"inputs": [TENSOR], "outputs": [{"name": "predict_proba"}]}, False),
+    ({"inputs": [TENSOR], "parameters": {"binary_data_output": "yes"}}, False),
+    ({"inputs": []}, False),
+]
+
+
+@pytest.mark.parametrize(("body", "valid"), V2_BODIES)
+def test_v2_infer_schema_agrees_with_the_service(svc, document, body, valid):
+    operation = document["paths"]["/v2/models/{name}/infer"]["post"]
+    (name,) = operation["parameters"][0]["schema"]["enum"]
+    answer = requests.post(f"{svc.url}/v2/models/{name}/infer", json=body, headers=AUTH, timeout=5)
+    assert (answer.status_code == 200) is valid, answer.text
+    assert validator(document, "InferenceRequest").is_valid(body) is valid
+    schema = "InferenceResponse" if valid else "V2Error"
+    assert validator(document, schema).is_valid(answer.json())
+
 
 @pytest.mark.parametrize(("body", "valid"), SCORE_BODIES)
 def test_score_schema_agrees_with_the_service(svc, document, body, valid):
@@ -138,8 +183,10 @@ def test_invocations_schema_agrees_with_the_service(svc, document, body, valid):
 
 
 def test_examples_are_valid_requests(svc, document):
-    for path in ("/score", "/invocations"):
-        content = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    for path in ("/score", "/invocations", "/v2/models/{name}/infer"):
+        operation = document["paths"][path]["post"]
+        content = operation["requestBody"]["content"]["application/json"]
         assert validator(document, content["schema"]["$ref"].rsplit("/", 1)[1]).is_valid(content["example"])
-        answer = requests.post(svc.url + path, json=content["example"], headers=AUTH, timeout=5)
+        url = path.replace("{name}", operation.get("parameters", [{"schema": {"enum": [""]}}])[0]["schema"]["enum"][0])
+        answer = requests.post(svc.url + url, json=content["example"], headers=AUTH, timeout=5)
         assert answer.status_code == 200, (path, answer.text)

@@ -157,6 +157,10 @@ class Protocol:
     def error_response(self, error: HTTPError | ScoringError) -> Response:
         raise NotImplementedError
 
+    def parameter_schema(self, name: str, core: ScoringCore) -> dict[str, Any]:
+        """The JSON Schema of path parameter `name` of this protocol's routes, for the API description."""
+        return {"type": "string"}
+
     def status_of(self, error: ScoringError) -> int:
         return self.statuses[error.kind]
 

@@ -146,15 +146,12 @@ class V2DataPlane:
 def _methods(core: ScoringCore, requested: list[str] | None) -> list[str]:
     if not requested:
         return [PREDICT]
-    seen: set[str] = set()
     for i, name in enumerate(requested):
         if name not in core.methods:
             outputs = ", ".join(core.methods)
             raise ScoringError(f"unknown output {name!r}; this model has {outputs}", f"outputs[{i}].name")
-        if name in seen:
-            raise ScoringError(f"output {name!r} is asked for twice", f"outputs[{i}].name")
-        seen.add(name)
-    return list(requested)
+    # An output asked for twice is answered once (a schema cannot say names are unique).
+    return list(dict.fromkeys(requested))
 
 
 def _matrix(core: ScoringCore, inputs: list[Tensor]) -> np.ndarray:
@@ -198,7 +195,8 @@ def _matrix(core: ScoringCore, inputs: list[Tensor]) -> np.ndarray:
         if tensor.name in columns:
             raise ScoringError(f"feature {tensor.name!r} is given twice", f"inputs[{i}].name")
         columns[tensor.name] = data.astype(np.float64, copy=False)
-    return core.column_matrix(columns, "inputs")
+    # Row-major, as the other forms are: the same rows then get the same answers to the last bit.
+    return np.ascontiguousarray(core.column_matrix(columns, "inputs"))
 
 
 def _describe(core: ScoringCore) -> dict[str, Any]:

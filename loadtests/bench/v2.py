@@ -1,0 +1,76 @@
+"""The Open Inference Protocol (V2) part of the bench (`--also-v2`): MLServer as the peer, the targets
+as ratios, and a hook for more V2 cases measured in the same run.
+
+Our V2 REST route is measured on the same `diabetes serve` process as `/score`, cell by cell
+(`servers.with_v2`), with JSON tensors (the body MLServer gets too) and with Triton's binary tensors.
+MLServer runs after it, alone on the machine, on the same registered model and worker count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loadtests.bench import mlserver
+from loadtests.bench.results import Results
+from loadtests.bench.store import Store
+from loadtests.bench.targets import Check, _ratio
+
+# More V2 cases, each called as case(bench, store, model_folder, test_rows) after MLServer's cells:
+# e.g. the gRPC transport's 100-row case, recorded as cells keyed "ours-v2-grpc" (bench.results.cells)
+# and checked below against MLServer's rows/s.
+EXTRA_CASES: list[Callable[[Any, Store, Path, list[list[float]]], None]] = []
+
+
+def measure_peers(bench: Any, store: Store, folder: Path, test_rows: list[list[float]], progress) -> None:
+    """MLServer on the same model, then every extra case."""
+    bin_dir = mlserver.virtualenv(progress)
+    estimator = mlserver.dump_estimator(folder, bench.workdir / "estimator.joblib")
+    repository = mlserver.model_repository(
+        bench.workdir / "mlserver", estimator, store.model_name, str(store.model_version), bench.args.workers
+    )
+    bench.measure(mlserver.server(bin_dir, repository, store.model_name), test_rows)
+    for case in EXTRA_CASES:
+        case(bench, store, folder, test_rows)
+
+
+def checks(results: Results, high: int) -> list[Check]:
+    """Issue 12's targets, where this run measured them."""
+    if results.cell("ours-v2", 1, high) is None and results.cell("mlserver", 1, high) is None:
+        return []
+
+    def rate(server: str, rows: int) -> float | None:
+        cell = results.cell(server, rows, high)
+        return cell.rows_per_s if cell else None
+
+    def check(name: str, ratio: float | None, target: float | None, percent: bool = False) -> Check:
+        shown = "n/a" if ratio is None else (f"{ratio:.0%}" if percent else f"{ratio:.1f}×")
+        passed = None if ratio is None or target is None else ratio >= target
+        return Check(name, shown, passed)
+
+    out = [
+        check(
+            f"V2 REST 1-row req/s ≥ 15× MLServer's ({high} conns)", _ratio(rate("ours-v2", 1), rate("mlserver", 1)), 15
+        ),
+        check(
+            f"V2 REST 1-row req/s ≥ 80% of /score's ({high} conns)",
+            _ratio(rate("ours-v2", 1), rate("ours", 1)),
+            0.8,
+            percent=True,
+        ),
+        check(
+            f"V2 REST 100-row rows/s ≥ 5× MLServer's ({high} conns)",
+            _ratio(rate("ours-v2", 100), rate("mlserver", 100)),
+            5,
+        ),
+        check(
+            f"V2 REST binary 100-row rows/s vs MLServer's JSON ({high} conns; for the record)",
+            _ratio(rate("ours-v2-binary", 100), rate("mlserver", 100)),
+            None,
+        ),
+    ]
+    grpc = _ratio(rate("ours-v2-grpc", 100), rate("mlserver", 100))
+    if grpc is not None:
+        out.append(check(f"V2 gRPC 100-row rows/s ≥ 5× MLServer's ({high} conns)", grpc, 5))
+    return out
