@@ -70,7 +70,7 @@ def checks(results: Results, high: int) -> list[Check]:
             None,
         ),
     ]
-    grpc = _ratio(rate("ours-v2-grpc", 100), rate("mlserver", 100))
-    if grpc is not None:
-        out.append(check(f"V2 gRPC 100-row rows/s ≥ 5× MLServer's ({high} conns)", grpc, 5))
+    grpc = _ratio(rate("ours-v2-grpc", 100), rate("mlserver-grpc", 100))
+    if grpc is not None:  # the issue sets no gRPC target: reported, as MLServer's gRPC answers the same client
+        out.append(check(f"V2 gRPC 100-row rows/s vs MLServer's gRPC ({high} conns; for the record)", grpc, None))
     return out
