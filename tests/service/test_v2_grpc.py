@@ -144,6 +144,16 @@ def test_caller_mistakes_are_invalid_argument_and_unknown_models_not_found(serve
     assert _code(lambda: client.infer(name, [rows], model_version="999")) == "StatusCode.NOT_FOUND"
     assert _code(lambda: client.get_model_metadata("no_such_model")) == "StatusCode.NOT_FOUND"
     assert client.infer(name, [rows]).as_numpy("predict").shape == (1,)  # the service goes on
+    # Counted by the HTTP status of the same outcome, so that the 5xx alerts cover gRPC too.
+    route = 'route="grpc:inference.GRPCInferenceService/ModelInfer"'
+
+    def counted() -> str:
+        metrics = requests.get(svc.url + "/metrics", timeout=5).text
+        return "\n".join(line for line in metrics.splitlines() if route in line and "_total" in line)
+
+    lines = wait_for(lambda: 'status="404"' in counted() and counted(), 5, "gRPC calls in /metrics")
+    assert 'status="400"' in lines
+    assert 'status="200"' in lines
 
 
 def test_keys_are_required_in_the_authorization_metadata(service, example_model_pkl, example_data):

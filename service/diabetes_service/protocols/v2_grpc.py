@@ -51,6 +51,17 @@ CONTENTS_FIELD = {
 }
 # Calls that answer without a key, as the HTTP probes do: a platform's health checks carry none.
 PUBLIC = frozenset({"ServerLive", "ServerReady"})
+# Metrics and the access log count gRPC calls by the HTTP status the REST side gives the same outcome,
+# so that the dashboards' and alerts' error ratios (5xx) cover both transports.
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 408,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
 ROUTE = "grpc:inference.GRPCInferenceService/"
 
 
@@ -189,7 +200,7 @@ class V2GrpcServicer:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = perf_counter()
             rows, method = 0, ""
-            status = "OK"
+            status = 200
             try:
                 if not public:
                     app.keys.check(_metadata(context, "authorization"))
@@ -197,10 +208,10 @@ class V2GrpcServicer:
                 return response
             except (CallError, ScoringError, ModelNotFound, ModelNotReady, ScoringTimeout, HTTPError) as exc:
                 error = status_of(exc)
-                status = error.code.name
+                status = HTTP_STATUS.get(error.code, 400)
                 await context.abort(error.code, error.message)
             except Exception:
-                status = "INTERNAL"
+                status = 500
                 request_id = getattr(request, "id", "") or "-"
                 log.exception("unexpected error (gRPC %s, request %s)", name, request_id)
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}")
