@@ -238,3 +238,28 @@ def test_versioned_routes_and_404_bodies(served):
     ok = _post(served, {"inputs": [_tensor([0.1] * 10)]}, path=f"/v2/models/{name}/versions/{version}/infer")
     assert ok.status_code == 200
     assert ok.json()["outputs"][0]["name"] == "predict"
+
+
+def test_the_common_body_and_the_general_path_agree(served, example_data):
+    """A flat FP64 tensor takes the short path (plain dicts); nested data, another datatype or a
+    parameter take the general one: the same rows get the same answers either way."""
+    rows = example_data.x_test[:3]
+    flat = [value for row in rows for value in row]
+    bodies = [
+        {"inputs": [_tensor(flat, shape=(3, 10))], "id": "a"},
+        {"inputs": [_tensor(rows, shape=(3, 10))], "id": "a"},
+        {"inputs": [_tensor(flat, shape=(3, 10))], "id": "a", "parameters": {"binary_data_output": False}},
+    ]
+    answers = [_post(served, body) for body in bodies]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    assert answers[0].json()["outputs"][0]["data"] == _score(served, rows, "predict")
+    # Refusals on the short path's body shape still come worded by the general path.
+    refused = _post(served, {"inputs": [_tensor(flat[:29], shape=(3, 10))]})
+    assert refused.status_code == 400
+    assert "needs 30" in refused.json()["error"]
+    refused = _post(
+        served, b'{"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP64", "data": [NaN' + b", 0.1" * 9 + b"]}]}"
+    )
+    assert refused.status_code == 400
+    assert "error" in refused.json()

@@ -167,7 +167,7 @@ def _matrix(core: ScoringCore, inputs: list[Tensor]) -> np.ndarray:
                 f"datatype {tensor.datatype} is not supported: the model takes numbers (FP64, FP32 or an integer type)",
                 f"inputs[{i}].datatype",
             )
-    features = set(core.feature_names)
+    features = core.feature_names
     by_feature = all(tensor.name in features for tensor in inputs)
     if len(inputs) == 1 and not (by_feature and core.n_features == 1 and inputs[0].data.ndim == 1):
         tensor = inputs[0]

@@ -16,10 +16,13 @@ answer's `Inference-Header-Content-Length` header gives.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import math
+from typing import Annotated, Any, Literal, NotRequired
 
+import numpy as np
 import orjson
 from pydantic import (
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,9 +30,11 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    TypeAdapter,
     ValidationError,
     create_model,
 )
+from typing_extensions import TypedDict
 
 from diabetes_client.schema_errors import describe
 from diabetes_service.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
@@ -275,14 +280,20 @@ class V2RestProtocol(Protocol):
     async def infer(self, request: Request) -> Response:
         name, version = _model(request)
         header, binary = _split(request)
+        common = _common(header) if binary is None else None
+        if common is not None:  # the usual JSON body: one flat FP64 tensor, outputs by name only
+            inputs, requested, request_id = common
+            binary_outputs = _never
+        else:
+            try:
+                parsed = InferenceRequest.model_validate_json(header)
+            except ValidationError as exc:
+                raise _validation_error(exc) from None
+            inputs = _inputs(parsed, binary)
+            binary_outputs, requested = _outputs(parsed)
+            request_id = parsed.id
         try:
-            parsed = InferenceRequest.model_validate_json(header)
-        except ValidationError as exc:
-            raise _validation_error(exc) from None
-        inputs = _inputs(parsed, binary)
-        binary_outputs, requested = _outputs(parsed)
-        try:
-            answer = await self.plane.infer(name, version, inputs, requested, parsed.id)
+            answer = await self.plane.infer(name, version, inputs, requested, request_id)
         except ModelNotFound as exc:
             raise HTTPError(404, str(exc)) from None
         except ModelNotReady:
@@ -349,10 +360,7 @@ class V2RestProtocol(Protocol):
             id=(str | None, None),
             parameters=(InferenceParameters | None, None),
             inputs=(Annotated[list[matrix], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
-            outputs=(
-                Annotated[list[output], Field(json_schema_extra={"uniqueItems": True})] | None,  # type: ignore[valid-type]
-                None,
-            ),
+            outputs=(list[output] | None, None),  # type: ignore[valid-type]
         )
         return [
             Parameters,
@@ -367,6 +375,53 @@ class V2RestProtocol(Protocol):
             ModelReadyResponse,
             V2Error,
         ]
+
+
+class _CommonTensor(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    name: str
+    shape: list[int]
+    datatype: Literal["FP64"]
+    data: list[Annotated[float, AllowInfNan(False)]]
+
+
+class _CommonOutput(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    name: str
+
+
+class _CommonRequest(TypedDict):
+    """The body nearly every JSON client sends: validated as plain dicts, without building models, and
+    its numbers already checked to be numbers (no booleans, no strings). Never an error of its own:
+    whatever it refuses goes through InferenceRequest, which words the error."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    id: NotRequired[str]
+    inputs: list[_CommonTensor]
+    outputs: NotRequired[list[_CommonOutput]]
+
+
+_common_request: TypeAdapter[_CommonRequest] = TypeAdapter(_CommonRequest)
+
+
+def _common(header: bytes) -> tuple[list[Tensor], list[str] | None, str | None] | None:
+    try:
+        body = _common_request.validate_json(header)
+    except ValidationError:
+        return None
+    tensors = []
+    for given in body["inputs"]:
+        shape = given["shape"]
+        data = np.array(given["data"], dtype=np.float64)
+        if len(shape) not in (1, 2) or min(shape, default=0) < 0 or math.prod(shape) != data.size:
+            return None  # the full path words the error
+        tensors.append(Tensor(given["name"], "FP64", shape, data.reshape(shape)))
+    outputs = body.get("outputs")
+    return tensors, None if outputs is None else [output["name"] for output in outputs], body.get("id")
+
+
+def _never(name: str) -> bool:
+    return False
 
 
 def _model(request: Request) -> tuple[str, str | None]:

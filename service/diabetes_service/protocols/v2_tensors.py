@@ -37,6 +37,7 @@ DTYPES: dict[str, np.dtype] = {
 NUMERIC = frozenset(name for name, dtype in DTYPES.items() if dtype.kind in "iuf")
 _BY_KIND_SIZE = {(dtype.kind, dtype.itemsize): name for name, dtype in DTYPES.items() if dtype.kind in "biuf"}
 _LENGTH = struct.Struct("<I")
+SMALL_TENSOR = 64
 
 
 def datatype_of(values: np.ndarray) -> str:
@@ -87,10 +88,8 @@ def from_json(datatype: str, shape: Sequence[int], data: Any, field: str) -> np.
         if kind not in wanted:
             _refuse_element(datatype, data, field)
         # numpy reads booleans among numbers as 0 and 1: only when those occur are the elements looked at.
-        if kind in "iuf" and _may_hold_booleans(values):
-            boolean = next((i for i, v in enumerate(_flatten(data)) if isinstance(v, bool)), None)
-            if boolean is not None:
-                raise ScoringError(f"must be a number (datatype {datatype}), not a boolean", f"{field}.data[{boolean}]")
+        if kind in "iuf":
+            _refuse_booleans(values, data, datatype, field)
         if datatype in NUMERIC:
             values = _cast(values, DTYPES[datatype], datatype, f"{field}.data")
     if values.size != count:
@@ -167,8 +166,15 @@ def _cast(values: np.ndarray, dtype: np.dtype, datatype: str, field: str) -> np.
     return values.astype(dtype)
 
 
-def _may_hold_booleans(values: np.ndarray) -> bool:
-    return bool(((values == 0) | (values == 1)).any())
+def _refuse_booleans(values: np.ndarray, data: list[Any], datatype: str, field: str) -> None:
+    """numpy reads booleans among numbers as 0 and 1: refuse them, as every protocol here does."""
+    # A few elements are looked at one by one (cheaper than numpy's calls); many, only where 0 or 1 occurs.
+    if values.size > SMALL_TENSOR and not ((values == 0) | (values == 1)).any():
+        return
+    flat = data if values.ndim == 1 else _flatten(data)
+    for i, value in enumerate(flat):
+        if value.__class__ is bool:
+            raise ScoringError(f"must be a number (datatype {datatype}), not a boolean", f"{field}.data[{i}]")
 
 
 def _flatten(data: list[Any]) -> list[Any]:
