@@ -70,6 +70,7 @@ def checks(results: Results, high: int) -> list[Check]:
             None,
         ),
     ]
+
     # Server CPU per row: the same ratios, barely moved by whatever else shares the cores.
     def cpu_per_row(server: str, rows: int) -> float | None:
         cell = results.cell(server, rows, high)
