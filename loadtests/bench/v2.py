@@ -71,6 +71,8 @@ def checks(results: Results, high: int) -> list[Check]:
         ),
     ]
 
+    grpc_measured = results.cell("ours-v2-grpc", 100, high) is not None
+
     # Server CPU per row: the same ratios, barely moved by whatever else shares the cores.
     def cpu_per_row(server: str, rows: int) -> float | None:
         cell = results.cell(server, rows, high)
@@ -80,7 +82,7 @@ def checks(results: Results, high: int) -> list[Check]:
         ("V2 REST 1-row vs MLServer", "ours-v2", "mlserver", 1),
         ("V2 REST 1-row vs /score", "ours-v2", "ours", 1),
         ("V2 REST 100-row vs MLServer", "ours-v2", "mlserver", 100),
-        ("V2 gRPC 100-row vs MLServer's gRPC", "ours-v2-grpc", "mlserver-grpc", 100),
+        *((("V2 gRPC 100-row vs MLServer's gRPC", "ours-v2-grpc", "mlserver-grpc", 100),) if grpc_measured else ()),
     ):
         ratio = _ratio(cpu_per_row(peer, rows), cpu_per_row(ours, rows))
         shown = "n/a" if ratio is None else (f"{ratio:.0%}" if peer == "ours" else f"{ratio:.1f}×")
