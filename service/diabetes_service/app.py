@@ -154,7 +154,7 @@ class ScoringApp:
         else:
             loaded = load_model(prepared.path, TrustPolicy.from_settings(self.settings))
         identity = ModelIdentity(prepared.name, prepared.version, prepared.sha256 or loaded.sha256)
-        pyfunc = read_pyfunc(prepared.path)
+        pyfunc = read_pyfunc(prepared.path, recorded=loaded.predict_fn)
         core = ScoringCore(loaded, identity, max_rows=self.settings.max_rows, pyfunc=pyfunc)
         core.warm_up()
         return core

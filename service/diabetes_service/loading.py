@@ -33,6 +33,7 @@ class LoadedModel:
     features: tuple[Feature, ...]
     input_example: list[list[float]] | None
     sha256: str | None = None  # of the artifact file the estimator came from
+    predict_fn: str | None = None  # the MLmodel's pyfunc method, as recorded with a compiled form
 
 
 def load_model(path: str | Path, policy: TrustPolicy = STRICT) -> LoadedModel:
@@ -66,7 +67,7 @@ def load_compiled(folder: str | Path) -> LoadedModel:
 
     compiled, meta = load(Path(folder))
     features = tuple(Feature(f["name"], f["type"]) for f in meta["features"])
-    return LoadedModel(compiled, features, meta.get("input_example"))
+    return LoadedModel(compiled, features, meta.get("input_example"), predict_fn=meta.get("predict_fn"))
 
 
 def _load_bare_pickle(path: Path, policy: TrustPolicy) -> LoadedModel:

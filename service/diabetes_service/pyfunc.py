@@ -8,6 +8,7 @@ promise MLflow's answers default to that method. Read once when the model is rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -19,12 +20,31 @@ DEFAULT_PREDICT_FN = PREDICT  # what MLflow's pyfunc calls when the MLmodel file
 @dataclass(frozen=True)
 class PyfuncFacts:
     predict_fn: str = DEFAULT_PREDICT_FN
-    mlflow_version: str | None = None  # MLflow installed here, else the one that logged the model
+    logged_with: str | None = None  # the MLflow version the MLmodel file names
+
+    @property
+    def mlflow_version(self) -> str | None:
+        """MLflow installed here, else the one that logged the model. Asked when /version is, not at
+        start-up: reading the installed distributions costs each worker ~30 ms before its first answer."""
+        return _installed_mlflow() or self.logged_with
 
 
-def read_pyfunc(model_path: str | None) -> PyfuncFacts:
-    """The facts of the model at `model_path` (a folder with an MLmodel file); defaults for a bare pickle."""
-    logged_with, predict_fn = None, DEFAULT_PREDICT_FN
+@cache
+def _installed_mlflow() -> str | None:
+    try:
+        return metadata.version("mlflow")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def read_pyfunc(model_path: str | None, recorded: str | None = None) -> PyfuncFacts:
+    """The facts of the model at `model_path` (a folder with an MLmodel file); defaults for a bare pickle.
+
+    `recorded`: the `predict_fn` the prepared-model cache kept with the entry, used when the MLmodel
+    file is not there (an image or a copy holding the artifact alone), so that a start from the
+    cache answers as the start that prepared it.
+    """
+    logged_with, predict_fn = None, recorded or DEFAULT_PREDICT_FN
     mlmodel = Path(model_path) / "MLmodel" if model_path else None
     if mlmodel is not None and mlmodel.is_file():
         import yaml
@@ -36,8 +56,4 @@ def read_pyfunc(model_path: str | None) -> PyfuncFacts:
         flavor = (document.get("flavors") or {}).get("python_function") or {}
         predict_fn = str(flavor.get("predict_fn") or DEFAULT_PREDICT_FN)
         logged_with = document.get("mlflow_version")
-    try:
-        installed: str | None = metadata.version("mlflow")
-    except metadata.PackageNotFoundError:
-        installed = None
-    return PyfuncFacts(predict_fn, installed or (str(logged_with) if logged_with else None))
+    return PyfuncFacts(predict_fn, str(logged_with) if logged_with else None)

@@ -359,9 +359,13 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
     compiled = linear.compile_verified(loaded.estimator, probe)
     if compiled is None:
         return resolved
+    from diabetes_service.pyfunc import read_pyfunc
+
     meta = {
         "features": [asdict(feature) for feature in loaded.features],
         "input_example": loaded.input_example,
+        # What /invocations calls by default: kept, so that a start without the MLmodel file answers alike.
+        "predict_fn": read_pyfunc(resolved.path).predict_fn,
         **_artifact_trust(model_file(Path(resolved.path))),
     }
     entry = None if key is None else prepared.store(key, lambda folder: linear.save(compiled, folder, meta))

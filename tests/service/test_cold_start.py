@@ -295,3 +295,45 @@ def test_a_start_from_the_cache_keeps_the_trust_rules(service, model_copy, cache
     ) as svc:
         assert requests.get(svc.url + "/", timeout=5).status_code == 200
     assert f"{FROM_CACHE} (artifact sha256 {digest})" in svc.output()
+
+
+def test_a_start_from_the_cache_without_the_mlmodel_file_keeps_its_pyfunc_method(
+    service, tmp_path, example_data, cache_env, monkeypatch
+):
+    """The entry records `predict_fn`: a worker whose model folder has lost its MLmodel file (an
+    image or a copy holding the artifact alone) still answers /invocations with predict_proba."""
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    from diabetes_service.app import ScoringApp
+    from diabetes_service.resolution import ResolvedModel
+    from diabetes_service.settings import ServiceSettings
+
+    names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    frame = pd.DataFrame(example_data.x_train, columns=names)
+    model = LogisticRegression().fit(frame, [int(y > 140) for y in example_data.y_train])
+    folder = tmp_path / "proba-model"
+    mlflow.sklearn.save_model(
+        model, folder, signature=infer_signature(frame, model.predict_proba(frame)), pyfunc_predict_fn="predict_proba"
+    )
+    body = {"dataframe_split": {"columns": names, "data": example_data.x_test[:2]}}
+    with service(str(folder), env=cache_env) as svc:
+        prepared_answer = requests.post(svc.url + "/invocations", json=body, timeout=10).json()["predictions"]
+    assert len(prepared_answer[0]) == 2  # probabilities, as the MLmodel file says
+    entry = entry_of(cache_env, folder)
+    assert json.loads((entry / "linear.json").read_text())["predict_fn"] == "predict_proba"
+
+    with service(str(folder), env=cache_env) as again:  # from the cache: the same answer
+        assert requests.post(again.url + "/invocations", json=body, timeout=10).json()["predictions"] == prepared_answer
+    assert FROM_CACHE in again.output()
+
+    # The same entry, served from a folder that holds no MLmodel file.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    resolved = ResolvedModel(str(bare), "proba-model", "local", compiled=str(entry), features=tuple(names))
+    core = ScoringApp(ServiceSettings(access_log=False))._warm_core(resolved)
+    assert core.pyfunc_method == "predict_proba"
+    got = core.predict(np.asarray(example_data.x_test[:2], dtype=float), core.pyfunc_method)
+    assert np.allclose(np.asarray(got), np.asarray(prepared_answer), rtol=1e-12)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from diabetes_service.model.artifact import artifact_sha256, context_sha256, file_sha256
 
-FORMAT = 2  # bump when the prepared form changes meaning: older entries are then prepared again (2: trust facts)
+FORMAT = 3  # bump when the prepared form changes meaning: older entries are then prepared again
+# (2: trust facts; 3: the pyfunc predict_fn)
 ENTRY_FILE = "entry.json"
 BAKED_ENV = "DIABETES_PREPARED_MODELS"
 
