@@ -76,11 +76,13 @@ def docker(*args: str, timeout: float = 120, env: dict[str, str] | None = None) 
 
 
 def service_requirements(root: Path) -> list[str]:
-    """The base dependencies plus the `service` extra, as pyproject.toml lists them."""
+    """The base dependencies plus the `service` extra, and the `grpc` extra the image's build stage
+    writes the gRPC schema with (in a throwaway virtualenv), as pyproject.toml lists them."""
     import tomllib
 
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], *project["optional-dependencies"]["service"]]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["service"], *extras["grpc"]]
 
 
 def host_constraints() -> list[str]:

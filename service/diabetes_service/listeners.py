@@ -65,8 +65,8 @@ def reserve(host: str, port: int) -> socket.socket:
 class Listeners:
     """The anchor plus one listening socket per initial worker; `port` is the one bound.
 
-    The gRPC port has an anchor only: grpc's C core opens its own listening sockets and takes no
-    socket from us, so each worker binds it (SO_REUSEPORT) once it may serve, a replacement once warm.
+    The gRPC port has an anchor only: each worker binds its own listening socket on it
+    (SO_REUSEPORT, protocols/v2_grpc.py) once it may serve, a replacement once warm.
     """
 
     def __init__(self, host: str, port: int, count: int, grpc_port: int = 0) -> None:

@@ -234,3 +234,30 @@ def _grpc_listeners(svc) -> int:
             continue
         count += any(c.laddr.port == svc.grpc_port and c.status == psutil.CONN_LISTEN for c in connections)
     return count
+
+
+def test_messages_over_the_body_limit_or_not_protobuf_are_refused(service, example_model_pkl, example_data):
+    """The length prefix is checked before the message is read: a caller cannot make a worker
+    buffer more than the HTTP side's body limit; bytes that are no ModelInferRequest are a 400."""
+    svc = service(str(example_model_pkl), env={"DIABETES_MAX_BODY_BYTES": "4096"}, grpc=True).start()
+    client = triton.InferenceServerClient(svc.grpc_target)
+    big = _matrix(np.tile(example_data.x_test[:1], (100, 1)))  # 8,000 bytes of FP64
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("model", [big])
+    assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    assert "the limit is 4096" in caught.value.message()
+    with grpc.insecure_channel(svc.grpc_target) as channel:
+        raw = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda data: data,
+            response_deserializer=lambda data: data,
+        )
+        with pytest.raises(grpc.RpcError) as garbage:
+            raw(b"\xff\xff\xff\xff", timeout=10)
+        assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ModelInferRequest" in garbage.value.details()
+        unrouted = channel.unary_unary("/inference.GRPCInferenceService/RepositoryIndex")
+        with pytest.raises(grpc.RpcError) as unknown:
+            unrouted(b"", timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert client.infer("model", [_matrix(example_data.x_test[:1])]).as_numpy("predict").shape == (1,)

@@ -1,30 +1,37 @@
 """Open Inference Protocol (V2) over gRPC: `inference.GRPCInferenceService` over the shared data plane.
 
-The messages and the service descriptor are the ones generated from the protocol's proto that
-Triton's client package ships (`tritonclient.grpc.service_pb2`, package `inference`, a superset of
-KServe's `grpc_predict_v2.proto`); nothing here is hand-written protobuf. This module turns those
-messages into the data plane's `Tensor`s and back, and the data plane's errors into gRPC status
-codes: INVALID_ARGUMENT for a caller mistake, NOT_FOUND for an unknown model or version,
-UNAUTHENTICATED for a missing or wrong key, UNAVAILABLE while loading or draining.
+The messages are the ones of the protocol's proto as Triton's client package publishes it
+(v2_grpc_schema.py; package `inference`, a superset of KServe's `grpc_predict_v2.proto`); nothing
+here is hand-written protobuf. This module turns those messages into the data plane's `Tensor`s and
+back, and the data plane's errors into gRPC status codes: INVALID_ARGUMENT for a caller mistake,
+NOT_FOUND for an unknown model or version, UNAUTHENTICATED for a missing or wrong key, UNAVAILABLE
+while loading or draining, RESOURCE_EXHAUSTED for a message over the body limit.
 
-Every worker runs one `grpc.aio` server on its own event loop (the one uvicorn runs on, uvloop),
-bound with SO_REUSEPORT to the service's gRPC port, as its HTTP socket is (listeners.py).
+The transport is grpclib (pure Python, HTTP/2 by h2) rather than grpcio: grpcio's C core is 18 MB
+installed and would take the image past its 350 MB budget (measured: 346 MB without gRPC, ~366 MB
+with grpcio and protobuf); grpclib with h2, multidict and protobuf adds ~4 MB. Every worker runs one
+grpclib server on its own event loop (the one uvicorn runs on, uvloop), bound with SO_REUSEPORT to
+the service's gRPC port, as its HTTP socket is (listeners.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import numpy as np
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
 
 from diabetes_service.core import TOO_MANY_ROWS, ScoringError
 from diabetes_service.http import HTTPError
 from diabetes_service.protocols.v2_dataplane import InferAnswer, ModelNotFound, ModelNotReady, Tensor, V2DataPlane
+from diabetes_service.protocols.v2_grpc_schema import SERVICE, messages
 from diabetes_service.protocols.v2_tensors import DTYPES, dtype_of, element_count, from_raw, to_raw
 from diabetes_service.runner import ScoringTimeout
 
@@ -54,28 +61,24 @@ PUBLIC = frozenset({"ServerLive", "ServerReady"})
 # Metrics and the access log count gRPC calls by the HTTP status the REST side gives the same outcome,
 # so that the dashboards' and alerts' error ratios (5xx) cover both transports.
 HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 408,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
+    Status.INVALID_ARGUMENT: 400,
+    Status.UNAUTHENTICATED: 401,
+    Status.NOT_FOUND: 404,
+    Status.DEADLINE_EXCEEDED: 408,
+    Status.RESOURCE_EXHAUSTED: 413,
+    Status.INTERNAL: 500,
+    Status.UNAVAILABLE: 503,
 }
+# The calls this service answers; the rest of Triton's service (repository, shared memory,
+# statistics) are not routed, and grpclib answers them UNIMPLEMENTED.
+CALLS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
 ROUTE = "grpc:inference.GRPCInferenceService/"
-
-
-def _stubs() -> tuple[Any, Any]:
-    # Imported where gRPC is served only: a worker with --grpc-port 0 never loads grpc's stubs.
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
-
-    return service_pb2, service_pb2_grpc
 
 
 class CallError(Exception):
     """Ends one call with a gRPC status code and a message for the caller."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: Status, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -90,17 +93,17 @@ def status_of(exc: Exception) -> CallError:
     if isinstance(exc, CallError):
         return exc
     if isinstance(exc, ScoringError):
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED if exc.kind == TOO_MANY_ROWS else grpc.StatusCode.INVALID_ARGUMENT
+        code = Status.RESOURCE_EXHAUSTED if exc.kind == TOO_MANY_ROWS else Status.INVALID_ARGUMENT
         return CallError(code, _located(exc))
     if isinstance(exc, ModelNotFound):
-        return CallError(grpc.StatusCode.NOT_FOUND, str(exc))
+        return CallError(Status.NOT_FOUND, str(exc))
     if isinstance(exc, ModelNotReady):
-        return CallError(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return CallError(Status.UNAVAILABLE, str(exc))
     if isinstance(exc, ScoringTimeout):
-        return CallError(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        return CallError(Status.DEADLINE_EXCEEDED, str(exc))
     if isinstance(exc, HTTPError):
-        codes = {401: grpc.StatusCode.UNAUTHENTICATED, 503: grpc.StatusCode.UNAVAILABLE}
-        return CallError(codes.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
+        codes = {401: Status.UNAUTHENTICATED, 503: Status.UNAVAILABLE}
+        return CallError(codes.get(exc.status, Status.INVALID_ARGUMENT), exc.message)
     raise TypeError(type(exc).__name__)
 
 
@@ -176,46 +179,64 @@ def encode_answer(pb: Any, answer: InferAnswer, raw: bool) -> Any:
 
 
 class V2GrpcServicer:
-    """The six calls of the protocol; the rest of Triton's service (repository, shared memory,
-    statistics) answer UNIMPLEMENTED, as the generated base class does."""
+    """The six calls of the protocol, each wrapped in keys, errors, metrics and the access log."""
 
     def __init__(self, app: ScoringApp) -> None:
         self.app = app
         self.plane = V2DataPlane(app.state)
-        self.pb, grpc_module = _stubs()
-        self.base = grpc_module.GRPCInferenceServiceServicer
+        self.pb, self.service = messages()
+        self.in_flight = 0
+        self.draining = False
+        self.idle = asyncio.Event()
+        self.idle.set()
 
-    def register(self, server: grpc.aio.Server, grpc_module: Any) -> None:
-        """The generated registration, with every call wrapped in keys, errors, metrics and the log."""
-        servicer = self.base()
-        for name in ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"):
-            setattr(servicer, name, self._wrap(name, getattr(self, name)))
-        grpc_module.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    def __mapping__(self) -> dict[str, Handler]:
+        """grpclib's routing table: `/inference.GRPCInferenceService/<call>` to a unary handler."""
+        routes = {}
+        for name in CALLS:
+            method = self.service.methods_by_name[name]
+            request = getattr(self.pb, method.input_type.name)
+            reply = getattr(self.pb, method.output_type.name)
+            handle = self._wrap(name, getattr(self, name), request)
+            routes[f"/{SERVICE}/{name}"] = Handler(handle, Cardinality.UNARY_UNARY, request, reply)
+        return routes
 
-    def _wrap(self, name: str, call: Callable[[Any], Awaitable[tuple[Any, int, str]]]) -> Callable:
+    def _wrap(self, name: str, call: Callable[[Any], Awaitable[tuple[Any, int, str]]], request_type: Any) -> Callable:
         app = self.app
         route = ROUTE + name
         public = name in PUBLIC
+        limit = app.settings.max_body_bytes
 
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def handle(stream: Any) -> None:
             started = perf_counter()
             rows, method = 0, ""
             status = 200
+            request = None
+            self.in_flight += 1
+            self.idle.clear()
             try:
+                if self.draining:
+                    raise CallError(Status.UNAVAILABLE, "the service is shutting down; call another replica")
                 if not public:
-                    app.keys.check(_metadata(context, "authorization"))
+                    app.keys.check(_metadata(stream, "authorization"))
+                request = await _receive(stream, request_type, limit)
                 response, rows, method = await call(request)
-                return response
+                await stream.send_message(response)
             except (CallError, ScoringError, ModelNotFound, ModelNotReady, ScoringTimeout, HTTPError) as exc:
                 error = status_of(exc)
                 status = HTTP_STATUS.get(error.code, 400)
-                await context.abort(error.code, error.message)
+                raise GRPCError(error.code, error.message) from None
+            except GRPCError:
+                raise
             except Exception:
                 status = 500
                 request_id = getattr(request, "id", "") or "-"
                 log.exception("unexpected error (gRPC %s, request %s)", name, request_id)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}")
+                raise GRPCError(Status.INTERNAL, f"internal error; quote request id {request_id}") from None
             finally:
+                self.in_flight -= 1
+                if not self.in_flight:
+                    self.idle.set()
                 elapsed = perf_counter() - started
                 app.metrics.observe(route, status, elapsed)
                 if rows:
@@ -271,41 +292,63 @@ class V2GrpcServicer:
         return encode_answer(self.pb, answer, raw=bool(request.raw_input_contents)), answer.rows, answer.method
 
 
-def _metadata(context: grpc.aio.ServicerContext, key: str) -> bytes | None:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            value = item.value
-            return value if isinstance(value, bytes) else value.encode()
-    return None
+async def _receive(stream: Any, request_type: Any, limit: int) -> Any:
+    """The call's one message, refused before it is read when its length prefix is over `limit`.
+
+    grpclib reads a message whole, whatever its declared length: the 5-byte gRPC prefix (a
+    compression flag, then the length) is read here first, from grpclib's HTTP/2 stream, so that a
+    caller cannot make a worker buffer more than the HTTP side's body limit."""
+    prefix = await stream._stream.recv_data(5)
+    if len(prefix) < 5:
+        raise CallError(Status.INVALID_ARGUMENT, "the call carries no request message")
+    compressed, length = struct.unpack(">?I", prefix)
+    if compressed:
+        raise CallError(Status.UNIMPLEMENTED, "compressed messages are not supported; send them uncompressed")
+    if length > limit:
+        raise CallError(Status.RESOURCE_EXHAUSTED, f"the message is {length} bytes; the limit is {limit}")
+    data = await stream._stream.recv_data(length)
+    try:
+        return request_type.FromString(data)
+    except Exception:  # protobuf's DecodeError, whatever module it comes from
+        raise CallError(Status.INVALID_ARGUMENT, f"the message is not a valid {request_type.DESCRIPTOR.name}") from None
+
+
+def _metadata(stream: Any, key: str) -> bytes | None:
+    value = stream.metadata.get(key) if stream.metadata else None
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else value.encode()
 
 
 class GrpcTransport:
-    """One worker's gRPC server: started on the worker's loop, stopped with a grace on SIGTERM."""
+    """One worker's gRPC server: started on the worker's loop, drained and stopped on SIGTERM."""
 
     def __init__(self, app: ScoringApp) -> None:
         self.app = app
-        self.server: grpc.aio.Server | None = None
+        self.servicer: V2GrpcServicer | None = None
+        self.server: Server | None = None
         self.stopping: Any = None
 
     async def start(self) -> None:
         settings = self.app.settings
-        servicer = V2GrpcServicer(self.app)
-        _, grpc_module = _stubs()
-        self.server = grpc.aio.server(
-            options=[
-                ("grpc.so_reuseport", 1),  # join the port's other workers (listeners.py)
-                ("grpc.max_receive_message_length", settings.max_body_bytes),
-                ("grpc.max_send_message_length", -1),
-            ]
-        )
-        servicer.register(self.server, grpc_module)
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        self.server.add_insecure_port(f"{host}:{settings.grpc_port}")
-        await self.server.start()
+        self.servicer = V2GrpcServicer(self.app)
+        self.server = Server([self.servicer])
+        # reuse_port: join the port's other workers and the supervisor's anchor (listeners.py).
+        await self.server.start(settings.host, settings.grpc_port, reuse_port=True)
 
     def stop(self) -> Any:
-        """Refuse new calls at once; let the ones in flight finish within the graceful timeout."""
+        """Refuse new calls at once (UNAVAILABLE, which gRPC clients may retry on another replica);
+        let the ones in flight finish within the graceful timeout; then close."""
         if self.server is not None and self.stopping is None:
-            grace = self.app.settings.graceful_timeout_seconds or None
-            self.stopping = asyncio.get_running_loop().create_task(self.server.stop(grace))
+            self.servicer.draining = True
+            self.stopping = asyncio.get_running_loop().create_task(self._drain())
         return self.stopping
+
+    async def _drain(self) -> None:
+        grace = self.app.settings.graceful_timeout_seconds or None
+        try:
+            await asyncio.wait_for(self.servicer.idle.wait(), grace)
+        except TimeoutError:
+            log.warning("gRPC: %d call(s) still running after the graceful timeout", self.servicer.in_flight)
+        self.server.close()  # cancels whatever still runs
+        await self.server.wait_closed()
