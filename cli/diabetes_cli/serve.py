@@ -124,6 +124,7 @@ def build_settings(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from diabetes_service.errors import ModelLoadError
+    from diabetes_service.protocols.v2_grpc_schema import SchemaMissing
     from diabetes_service.server import serve
 
     settings = build_settings(args)
@@ -131,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         return serve(settings)
     except ModelLoadError as exc:
         raise CommandError(f"cannot serve the model: {exc}") from None
+    except SchemaMissing as exc:
+        raise CommandError(f"cannot serve gRPC: {exc}") from None
     except OSError as exc:
         ports = f"{settings.port}" + (f" or {settings.grpc_port}" if settings.grpc_port else "")
         raise CommandError(f"cannot listen on {settings.host}:{ports}: {exc.strerror or exc}") from None

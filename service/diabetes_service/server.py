@@ -292,6 +292,10 @@ def serve(settings: ServiceSettings) -> int:
     try:
         if not needs_mlflow(settings.model_uri):
             local_model(settings.model_uri)  # a missing path is said at once, before any fork
+        if settings.grpc_port:
+            from diabetes_service.protocols.v2_grpc_schema import require
+
+            require()  # SchemaMissing: said once here, not by every worker
         workers = settings.workers or cpu_limit()
         listeners = Listeners(settings.host, settings.port, workers, settings.grpc_port)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,31 @@ def test_serving_from_the_written_schema_imports_neither_tritonclient_nor_ml_dty
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_without_schema_or_tritonclient_grpc_is_refused_with_advice(tmp_path):
+    """An install with neither: the supervisor's check and a worker's both say what to do."""
+    hide = tmp_path / "hide"
+    (hide / "tritonclient").mkdir(parents=True)  # shadows the installed one: its import fails
+    (hide / "tritonclient" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    probe = (
+        "import sys, importlib.util\n"
+        "from pathlib import Path\n"
+        "from diabetes_service.protocols import v2_grpc_schema as s\n"
+        f"s.SCHEMA_FILE = Path({str(tmp_path / 'absent.binpb')!r})\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'tritonclient' else spec(name, *a)\n"
+        "try:\n"
+        "    s.require()\n"
+        "except s.SchemaMissing as exc:\n"
+        "    print('refused:', exc)\n"
+        "try:\n"
+        "    s.messages()\n"
+        "except s.SchemaMissing as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    probe = "import importlib.util\nspec = importlib.util.find_spec\n" + probe
+    env = {**os.environ, "PYTHONPATH": str(hide)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2, out.stderr
+    assert all(line.startswith("refused:") and "--grpc-port 0" in line for line in lines)

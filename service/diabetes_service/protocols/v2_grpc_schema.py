@@ -23,8 +23,23 @@ SERVICE = f"{PACKAGE}.GRPCInferenceService"
 SCHEMA_FILE = Path(__file__).with_name("v2_grpc_schema.binpb")
 
 
+ADVICE = (
+    "the gRPC port needs the Open Inference Protocol's schema: install the `grpc` extra "
+    "(tritonclient[grpc]) or run `python -m diabetes_service.protocols.v2_grpc_schema`; "
+    "or turn gRPC off with --grpc-port 0"
+)
+
+
 class SchemaMissing(RuntimeError):
     """Neither the written schema nor tritonclient is installed."""
+
+
+def require() -> None:
+    """Refuse early (the supervisor, before any worker starts) where no worker could serve gRPC."""
+    import importlib.util
+
+    if not SCHEMA_FILE.exists() and importlib.util.find_spec("tritonclient") is None:
+        raise SchemaMissing(ADVICE)
 
 
 def messages() -> tuple[Any, Any]:
@@ -34,11 +49,7 @@ def messages() -> tuple[Any, Any]:
     try:
         from tritonclient.grpc import service_pb2
     except ImportError as exc:
-        raise SchemaMissing(
-            "the gRPC port needs the Open Inference Protocol's schema: install the `grpc` extra "
-            "(tritonclient[grpc]) or run `python -m diabetes_service.protocols.v2_grpc_schema`; "
-            "or turn gRPC off with --grpc-port 0"
-        ) from exc
+        raise SchemaMissing(ADVICE) from exc
     return service_pb2, service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 
 
