@@ -12,7 +12,13 @@ $(BIN)/diabetes: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
 	touch $@
 
-install: $(BIN)/diabetes
+# The Open Inference Protocol's gRPC schema, written once from tritonclient (the `grpc` extra) so
+# that the workers build their messages without importing it (protocols/v2_grpc_schema.py).
+SCHEMA := service/diabetes_service/protocols/v2_grpc_schema.binpb
+$(SCHEMA): $(BIN)/diabetes
+	$(BIN)/python -m diabetes_service.protocols.v2_grpc_schema $@
+
+install: $(BIN)/diabetes $(SCHEMA)
 
 run: install
 	$(BIN)/diabetes train --if-empty

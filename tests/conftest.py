@@ -23,6 +23,9 @@ FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 # The suite's services load the pickles the suite itself writes (the classic model.pkl, the slow
 # test estimators): they opt in as a user would. tests/service/test_trust.py turns it off again.
 os.environ.setdefault("DIABETES_ALLOW_PICKLE", "true")
+# Services serve gRPC on 8081 by default: many at once (this suite, other checkouts' suites on one
+# machine) would contend for it. The suite's services turn it off; the gRPC tests pass a free port.
+os.environ.setdefault("DIABETES_GRPC_PORT", "0")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 diabetes deploy local [--spec service/deployment.yaml] [--port 8080]     # build, run, wait ready
 diabetes deploy local --down                                             # stop and remove
 diabetes deploy kubernetes --out k8s/                                    # manifests + kustomization
+diabetes deploy kubernetes --kserve --out k8s/                           # a KServe InferenceService
 diabetes deploy azureml --workspace-config config.json --cluster aks     # Azure ML v1 (azureml-core)
 diabetes deploy azureml --dry-run --out azureml/ --cluster aks           # deploymentconfig.json + v2 YAML
 diabetes deploy azureml --delete --workspace-config config.json          # the example's clean-up
@@ -43,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _spec_arg(local)
     local.add_argument("--down", action="store_true", help="stop and remove the container, then exit")
     local.add_argument("--port", type=int, default=8080, help="host port on 127.0.0.1 (default: 8080)")
+    local.add_argument(
+        "--grpc-port",
+        type=int,
+        default=8081,
+        help="host port for the spec's gRPC port (default: 8081; 0: not published)",
+    )
     local.add_argument("--model-uri", help="serve this instead of the spec's model (models:/..., folder, model.pkl)")
     local.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
     local.add_argument("--image", help="image tag (default: NAME:local)")
@@ -70,6 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k8s.add_argument("--image", help="container image (default: NAME:latest)")
     k8s.add_argument(
         "--service-type", default="ClusterIP", choices=["ClusterIP", "LoadBalancer", "NodePort"], help="Service type"
+    )
+    k8s.add_argument(
+        "--kserve",
+        action="store_true",
+        help="a KServe InferenceService (serving.kserve.io/v1beta1, protocolVersion v2) instead of Deployment+Service",
     )
     k8s.set_defaults(handler=run_kubernetes)
 
@@ -143,6 +155,8 @@ def run_local(args: argparse.Namespace) -> int:
             raise CommandError(f"{args.spec}: auth is enabled: set DIABETES_API_KEYS='primary,secondary'")
         if not 0 < args.port < 65536:
             raise CommandError(f"--port {args.port}: must be 1-65535")
+        if not 0 <= args.grpc_port < 65536:
+            raise CommandError(f"--grpc-port {args.grpc_port}: must be 0-65535")
         image = args.image or f"{spec.name}:local"
         model_uri = args.model_uri or spec.model_uri
         with docker.build_context(
@@ -152,7 +166,7 @@ def run_local(args: argparse.Namespace) -> int:
             docker.build_image(ctx, image, base_image=args.base_image)
         # A previous run of the same service is replaced, as `az ml model deploy --overwrite` does.
         docker.remove(spec.name, spec.probes.termination_grace_period_seconds)
-        docker.docker(*docker.run_args(spec, image, port=args.port))
+        docker.docker(*docker.run_args(spec, image, port=args.port, grpc_port=args.grpc_port))
         url = f"http://127.0.0.1:{args.port}"
         try:
             docker.wait_ready(spec.name, url, args.timeout)
@@ -172,7 +186,9 @@ def run_kubernetes(args: argparse.Namespace) -> int:
     image = args.image or f"{spec.name}:latest"
     keys = os.environ.get(kubernetes.KEYS_ENV) or None
     try:
-        written = kubernetes.write(spec, Path(args.out), image, keys=keys, service_type=args.service_type)
+        written = kubernetes.write(
+            spec, Path(args.out), image, keys=keys, service_type=args.service_type, kserve=args.kserve
+        )
     except _deploy_errors() as exc:
         raise CommandError(str(exc)) from None
     for path in written:

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: 8080)")
+    parser.add_argument(
+        "--grpc-port", type=int, help="Open Inference Protocol (V2) over gRPC on this port (default: 8081; 0: off)"
+    )
     parser.add_argument("--workers", type=int, help="worker processes (default: the container's CPU limit)")
     parser.add_argument("--spec", help="a no-code deployment spec (service/deployment.yaml): model, name, auth")
     parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
@@ -105,6 +108,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "model_uri",
         "host",
         "port",
+        "grpc_port",
         "workers",
         "spec",
         "tracking_uri",
@@ -128,6 +132,7 @@ def build_settings(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from diabetes_service.errors import ModelLoadError
+    from diabetes_service.protocols.v2_grpc_schema import SchemaMissing
     from diabetes_service.server import serve
 
     settings = build_settings(args)
@@ -135,5 +140,8 @@ def run(args: argparse.Namespace) -> int:
         return serve(settings)
     except ModelLoadError as exc:
         raise CommandError(f"cannot serve the model: {exc}") from None
+    except SchemaMissing as exc:
+        raise CommandError(f"cannot serve gRPC: {exc}") from None
     except OSError as exc:
-        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        ports = f"{settings.port}" + (f" or {settings.grpc_port}" if settings.grpc_port else "")
+        raise CommandError(f"cannot listen on {settings.host}:{ports}: {exc.strerror or exc}") from None

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from loadtests.bench import mixed, report, servers, v2
+from loadtests.bench import grpc_case, mixed, report, servers, v2
 from loadtests.bench.data import example_test_rows, save_pipeline, take_rows
 from loadtests.bench.probe import ProbeError, check_scored, post, wait_until_scoring
 from loadtests.bench.processes import ServerProcess, free_port
@@ -241,6 +241,7 @@ class Bench:
         if not args.skip_mlflow:
             self.measure(servers.mlflow_serve(store, args.workers), test_rows)
         if args.also_v2:
+            assert grpc_case.case in v2.EXTRA_CASES  # the gRPC 100-row case, after MLServer's REST cells
             v2.measure_peers(self, store, folder, test_rows, progress)
         if args.also_mixed:
             mixed.measure(self, store, cache, progress)

@@ -62,6 +62,9 @@ def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log:
             str(port),
             "--workers",
             str(workers),
+            # gRPC's default port is fixed (8081): off here, on a free port in the gRPC case (grpc_case.py).
+            "--grpc-port",
+            "0",
         ],
         env=clean_env(
             DIABETES_HOME=str(store.home),

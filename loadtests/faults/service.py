@@ -45,6 +45,7 @@ class Service:
         cmd = [DIABETES, "serve", "--model-uri", str(self.model), "--port", str(self.port)]
         # The cases' models are pickles this run has just written (models.py): trusted.
         cmd += ["--workers", str(self.workers), "--allow-pickle"]
+        cmd += ["--grpc-port", "0"]  # HTTP faults only; gRPC's default port is fixed and may be taken
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
                 cmd,

@@ -76,11 +76,13 @@ def docker(*args: str, timeout: float = 120, env: dict[str, str] | None = None) 
 
 
 def service_requirements(root: Path) -> list[str]:
-    """The base dependencies plus the `service` extra, as pyproject.toml lists them."""
+    """The base dependencies plus the `service` extra, and the `grpc` extra the image's build stage
+    writes the gRPC schema with (in a throwaway virtualenv), as pyproject.toml lists them."""
     import tomllib
 
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], *project["optional-dependencies"]["service"]]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["service"], *extras["grpc"]]
 
 
 def host_constraints() -> list[str]:
@@ -269,8 +271,9 @@ def image_size_bytes(tag: str) -> int:
     return int(docker("image", "inspect", "--format", "{{.Size}}", tag).strip())
 
 
-def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.0.1") -> list[str]:
-    """`docker run` arguments for the spec: resources, keys by name, read-only root, grace period."""
+def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.0.1", grpc_port: int = 0) -> list[str]:
+    """`docker run` arguments for the spec: resources, keys by name, read-only root, grace period;
+    the spec's gRPC port published on `grpc_port` when both are set."""
     memory_mb = int(spec.resources.memory_limit_gb * 1024)
     args = [
         "run", "--detach", "--name", spec.name,
@@ -282,6 +285,8 @@ def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.
         "--read-only", "--tmpfs", "/tmp:rw,size=256m",  # noqa: S108 - the container's own tmpfs
         "--stop-timeout", str(spec.probes.termination_grace_period_seconds),
     ]  # fmt: skip
+    if spec.grpc_port and grpc_port:
+        args += ["--publish", f"{host}:{grpc_port}:{spec.grpc_port}"]
     for name, value in serving_environment(spec).items():
         args += ["--env", f"{name}={value}"]
     if spec.auth.enabled:

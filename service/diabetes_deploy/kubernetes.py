@@ -46,15 +46,34 @@ def secret_name(spec: DeploymentSpec) -> str:
     return f"{spec.name}-keys"
 
 
-def _probe(path: str, probe: Probe) -> dict[str, Any]:
+def probe(path: str, timing: Probe, port: int | str = "http") -> dict[str, Any]:
+    # HTTP probes for both transports: one process answers both, and its readiness is theirs.
     return {
-        "httpGet": {"path": path, "port": "http"},
-        "initialDelaySeconds": probe.initial_delay_seconds,
-        "periodSeconds": probe.period_seconds,
-        "timeoutSeconds": probe.timeout_seconds,
-        "failureThreshold": probe.failure_threshold,
-        "successThreshold": probe.success_threshold,
+        "httpGet": {"path": path, "port": port},
+        "initialDelaySeconds": timing.initial_delay_seconds,
+        "periodSeconds": timing.period_seconds,
+        "timeoutSeconds": timing.timeout_seconds,
+        "failureThreshold": timing.failure_threshold,
+        "successThreshold": timing.success_threshold,
     }
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def container_ports(spec: DeploymentSpec) -> list[dict[str, Any]]:
+    ports: list[dict[str, Any]] = [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}]
+    if spec.grpc_port:
+        ports.append({"name": "grpc", "containerPort": spec.grpc_port, "protocol": "TCP"})
+    return ports
 
 
 def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
@@ -75,21 +94,14 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
         "name": "scoring",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "ports": container_ports(spec),
         "env": env,
         "resources": resources,
-        "readinessProbe": _probe("/health/ready", spec.probes.readiness),
-        "livenessProbe": _probe("/", spec.probes.liveness),
+        "readinessProbe": probe("/health/ready", spec.probes.readiness),
+        "livenessProbe": probe("/", spec.probes.liveness),
         # Endpoints drop the pod while it sleeps; SIGTERM then drains what is still in flight.
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(spec.probes.pre_stop_seconds)]}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": container_security(),
         # Byte-code (PYTHONPYCACHEPREFIX) and the workers' metrics snapshots go to /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
     }
@@ -139,6 +151,18 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
 
 
 def service(spec: DeploymentSpec, service_type: str = "ClusterIP") -> dict[str, Any]:
+    ports: list[dict[str, Any]] = [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    if spec.grpc_port:
+        # h2c: gRPC without TLS, so that meshes and gateways route it as HTTP/2 from the start.
+        ports.append(
+            {
+                "name": "grpc",
+                "port": spec.grpc_port,
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": "kubernetes.io/h2c",
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -146,7 +170,7 @@ def service(spec: DeploymentSpec, service_type: str = "ClusterIP") -> dict[str, 
         "spec": {
             "type": service_type,
             "selector": labels(spec),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            "ports": ports,
         },
     }
 
@@ -235,19 +259,32 @@ def registry_secret(spec: DeploymentSpec) -> dict[str, Any] | None:
 
 
 def manifests(
-    spec: DeploymentSpec, image: str, *, keys: str | None = None, service_type: str = "ClusterIP"
+    spec: DeploymentSpec, image: str, *, keys: str | None = None, service_type: str = "ClusterIP", kserve: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """File name -> manifest, in the order kustomize lists them."""
+    """File name -> manifest, in the order kustomize lists them; `kserve`: an InferenceService
+    (KServe makes the Deployment, Service and autoscaler) instead of our own."""
     if spec.model.follow and not spec.model.tracking_uri:
         raise DeployError("model.follow in a pod needs model.tracking_uri: the MLflow tracking server to follow")
     files: dict[str, dict[str, Any] | None] = {
         "secret.yaml": keys_secret(spec, keys),
         "registry-secret.yaml": registry_secret(spec),
-        "deployment.yaml": deployment(spec, image),
-        "service.yaml": service(spec, service_type),
-        "hpa.yaml": autoscaler(spec),
-        "pdb.yaml": disruption_budget(spec),
     }
+    if kserve:
+        if spec.model.follow:
+            raise DeployError("--kserve serves the model baked into the image: model.follow is not supported there")
+        from diabetes_deploy.kserve import inference_service, serving_runtime
+
+        files["servingruntime.yaml"] = serving_runtime(spec, image)
+        files["inferenceservice.yaml"] = inference_service(spec, image)
+    else:
+        files.update(
+            {
+                "deployment.yaml": deployment(spec, image),
+                "service.yaml": service(spec, service_type),
+                "hpa.yaml": autoscaler(spec),
+                "pdb.yaml": disruption_budget(spec),
+            }
+        )
     present = {name: doc for name, doc in files.items() if doc is not None}
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -272,17 +309,19 @@ def write(
     *,
     keys: str | None = None,
     service_type: str = "ClusterIP",
+    kserve: bool = False,
 ) -> list[Path]:
     """Write the manifests into `out`; everything is rendered before the first file is written."""
     import yaml
 
     keys = keys if keys is not None else (os.environ.get(KEYS_ENV) or None)
     rendered = {}
-    for name, doc in manifests(spec, image, keys=keys, service_type=service_type).items():
+    for name, doc in manifests(spec, image, keys=keys, service_type=service_type, kserve=kserve).items():
         note = PLACEHOLDER_NOTE if name == "secret.yaml" and not keys else ""
         rendered[name] = HEADER + note + yaml.safe_dump(doc, sort_keys=False)
     secret = secret_name(spec) if spec.auth.enabled else None
-    for name, doc in monitoring.kubernetes_manifests(spec, labels(spec), secret).items():
+    # KServe names the Services it makes itself: the ServiceMonitor's selector is for our own Service.
+    for name, doc in {} if kserve else monitoring.kubernetes_manifests(spec, labels(spec), secret).items():
         rendered[f"monitoring/{name}"] = HEADER + yaml.safe_dump(doc, sort_keys=False)
     try:
         (out / "monitoring").mkdir(parents=True, exist_ok=True)
@@ -300,7 +339,9 @@ def write(
     except OSError as exc:
         raise DeployError(f"cannot write the manifests into {out}: {exc.strerror or exc}") from None
     # A spec changed from autoscale to fixed replicas must not leave a stale HPA behind.
-    for stale in ("hpa.yaml", "secret.yaml", "registry-secret.yaml"):
+    stale_names = ("hpa.yaml", "secret.yaml", "registry-secret.yaml", "inferenceservice.yaml")
+    stale_names += ("servingruntime.yaml", "deployment.yaml")
+    for stale in (*stale_names, "service.yaml", "pdb.yaml"):
         if stale not in rendered and (out / stale).exists():
             (out / stale).unlink()
     return written

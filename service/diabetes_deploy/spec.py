@@ -219,6 +219,9 @@ class DeploymentSpec(_Strict):
     auth: Auth = Auth()
     scoring_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     max_concurrent_requests: int = Field(default=8, ge=1, le=1000, description="per replica")
+    grpc_port: int = Field(
+        default=8081, ge=0, le=65535, description="Open Inference Protocol over gRPC in the container; 0: off"
+    )
     probes: Probes = Probes()
 
     @field_validator("name")
@@ -306,6 +309,7 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         "service_name": spec.name,
         "max_concurrent_requests": spec.max_concurrent_requests,
         "scoring_timeout_seconds": spec.scoring_timeout_seconds,
+        "grpc_port": spec.grpc_port,
         # One worker per CPU the replica may use, as the container's cgroup would say.
         "workers": max(1, math.ceil(spec.resources.cpu_limit)),
         # What is left of the termination grace period once the preStop sleep is over.

@@ -11,7 +11,8 @@ from __future__ import annotations
 from importlib import import_module
 
 # The console script (with its serve path), the supervisor, a worker, a prepared model's loading,
-# and PyYAML for an MLflow folder's MLmodel file.
+# PyYAML for an MLflow folder's MLmodel file, and the gRPC transport with protobuf's message factory
+# (on by default: the spec's grpc_port).
 MODULES = (
     "diabetes_cli.main",
     "diabetes_service.server",
@@ -19,6 +20,9 @@ MODULES = (
     "diabetes_service.loading",
     "diabetes_service.model.prepared",
     "yaml",
+    "diabetes_service.protocols.v2_grpc",
+    "google.protobuf.descriptor_pb2",
+    "google.protobuf.message_factory",
 )
 
 

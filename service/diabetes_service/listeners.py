@@ -54,10 +54,32 @@ def listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-class Listeners:
-    """The anchor plus one listening socket per initial worker; `port` is the one bound."""
+def reserve(host: str, port: int) -> socket.socket:
+    """A bound, non-listening SO_REUSEPORT anchor that keeps `port` ours (0: a free one) while the
+    workers open and close their own listening sockets on it; refused if anyone else holds it."""
+    with _socket(host, port, reuse_port=False) as probe:
+        port = probe.getsockname()[1]
+    return _socket(host, port, reuse_port=True)
 
-    def __init__(self, host: str, port: int, count: int) -> None:
+
+class Listeners:
+    """The anchor plus one listening socket per initial worker; `port` is the one bound.
+
+    The gRPC port has an anchor only: each worker binds its own listening socket on it
+    (SO_REUSEPORT, protocols/v2_grpc.py) once it may serve, a replacement once warm.
+    """
+
+    def __init__(self, host: str, port: int, count: int, grpc_port: int = 0) -> None:
+        self.grpc_anchor = reserve(host, grpc_port) if grpc_port else None
+        self.grpc_port = self.grpc_anchor.getsockname()[1] if self.grpc_anchor else 0
+        try:
+            self._open(host, port, count)
+        except BaseException:
+            if self.grpc_anchor is not None:
+                self.grpc_anchor.close()
+            raise
+
+    def _open(self, host: str, port: int, count: int) -> None:
         self.reuse_port = hasattr(socket, "SO_REUSEPORT")
         if not self.reuse_port:  # one shared socket, as gunicorn does, where the kernel has no SO_REUSEPORT
             self.anchor = listen(host, port, reuse_port=False)
@@ -66,10 +88,8 @@ class Listeners:
             return
         # SO_REUSEPORT would also let this service join another one already listening on the
         # port (the same user's second `diabetes serve`, say): a plain bind first says it is taken.
-        with _socket(host, port, reuse_port=False) as probe:
-            port = probe.getsockname()[1]  # port 0 picks a free port once; the others join it
-        self.anchor = _socket(host, port, reuse_port=True)
-        self.port = port
+        self.anchor = reserve(host, port)  # port 0 picks a free port once; the others join it
+        self.port = port = self.anchor.getsockname()[1]
         self.slots = []
         try:
             for _ in range(count):
@@ -90,6 +110,6 @@ class Listeners:
         return None if self.reuse_port else self.anchor
 
     def close(self) -> None:
-        for sock in {*self.slots, self.anchor}:
+        for sock in {*self.slots, self.anchor, self.grpc_anchor}:
             if sock is not None:
                 sock.close()

@@ -123,7 +123,7 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             os.close(self._wakeup_r)
             os.close(self._wakeup_w)
-            for other in {*self.listeners.slots, self.listeners.anchor}:
+            for other in {*self.listeners.slots, self.listeners.anchor, self.listeners.grpc_anchor}:
                 if other is not None and other is not sock:
                     other.close()
             board.current = (self.board, index)
@@ -218,12 +218,14 @@ class Supervisor:
             settings, resolved = self.settings, self.model.current
             if not settings.auth_enabled:
                 log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
+            grpc = f", Open Inference Protocol gRPC on port {settings.grpc_port}" if settings.grpc_port else ""
             log.info(
-                "serving %s version %s on http://%s:%d with %d workers",
+                "serving %s version %s on http://%s:%d%s with %d workers",
                 resolved.name,
                 resolved.version,
                 settings.host,
                 settings.port,
+                grpc,
                 len(self.slots),
             )
 
@@ -290,14 +292,19 @@ def serve(settings: ServiceSettings) -> int:
     try:
         if not needs_mlflow(settings.model_uri):
             local_model(settings.model_uri)  # a missing path is said at once, before any fork
+        if settings.grpc_port:
+            from diabetes_service.protocols.v2_grpc_schema import require
+
+            require()  # SchemaMissing: said once here, not by every worker
         workers = settings.workers or cpu_limit()
-        listeners = Listeners(settings.host, settings.port, workers)
+        listeners = Listeners(settings.host, settings.port, workers, settings.grpc_port)
         try:
             (workdir / "metrics").mkdir()
             runtime = settings.model_copy(
                 update={
                     "workers": workers,
                     "port": listeners.port,
+                    "grpc_port": listeners.grpc_port,
                     "prepared_file": str(workdir / "prepared.json"),
                     "metrics_dir": str(workdir / "metrics"),
                 }

@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     model_uri: str = DEFAULT_MODEL_URI
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int = Field(
+        default=8081, ge=0, le=65535, description="Open Inference Protocol over gRPC (KServe's port); 0: off"
+    )
     workers: int | None = Field(default=None, ge=1, le=64, description="default: the container's CPU limit")
     spec: str | None = None
     service_name: str = "diabetes-service"

@@ -4,10 +4,15 @@ A worker started with the service listens at once on the socket the supervisor o
 slot, so that the probes answer while the model loads. A replacement for a worker that died loads
 the model first and only then opens its own socket: until it is warm the kernel sends new
 connections to the live workers, instead of queueing them on a worker that cannot answer yet.
+
+With a gRPC port, the worker also runs the Open Inference Protocol's gRPC server on the same event
+loop (protocols/v2_grpc.py), started with uvicorn and so at the same moment: at once for a first
+worker, once warm for a replacement. SIGTERM stops both: neither takes new calls, both finish theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -30,6 +35,25 @@ class WorkerServer(uvicorn.Server):
         super().__init__(config)
         self.scoring_app = app
         self.supervisor = os.getppid()
+        self.grpc: Any = None  # protocols.v2_grpc.GrpcTransport, with a gRPC port
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        if self.scoring_app.settings.grpc_port:
+            from diabetes_service.protocols.v2_grpc import GrpcTransport
+
+            self.grpc = GrpcTransport(self.scoring_app)
+            await self.grpc.start()
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc is not None:
+            stopping = self.grpc.stop()  # already under way since SIGTERM: both drain side by side
+            await super().shutdown(sockets)
+            await stopping
+            return
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         # Readiness turns 503 the moment SIGTERM arrives, before uvicorn stops taking requests;
@@ -38,6 +62,9 @@ class WorkerServer(uvicorn.Server):
         if board.current is not None:
             workers, slot = board.current
             workers.mark(slot, board.AWAY)
+        if self.grpc is not None and self.loop is not None:
+            # A signal handler runs between any two bytecodes of the loop: hand the stop to the loop.
+            self.loop.call_soon_threadsafe(self.grpc.stop)
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:

@@ -84,7 +84,10 @@ def test_deployment_follows_the_spec(manifests: dict[str, dict]) -> None:
     assert container["readinessProbe"]["periodSeconds"] == spec.probes.readiness.period_seconds
     assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "http"}
     assert container["livenessProbe"]["failureThreshold"] == spec.probes.liveness.failure_threshold
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": spec.grpc_port, "protocol": "TCP"},  # Open Inference Protocol
+    ]
     # Draining: the preStop sleep plus the in-flight requests fit in the grace period.
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(spec.probes.pre_stop_seconds)]
     grace = pod["terminationGracePeriodSeconds"]
@@ -113,6 +116,13 @@ def test_service_hpa_pdb(manifests: dict[str, dict]) -> None:
     service = manifests["service.yaml"]
     assert service["spec"]["selector"] == labels
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["ports"][1] == {
+        "name": "grpc",
+        "port": 8081,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    }
     hpa = manifests["hpa.yaml"]["spec"]
     assert spec.scale.autoscale is not None
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (
@@ -169,12 +179,15 @@ def test_the_pods_environment_applies_every_serving_setting_of_the_spec(tmp_path
     spec.write_text(
         "name: tuned-service\nmodel: {name: diabetes_model, version: 3}\n"
         "resources: {cpu_cores: 0.5, memory_gb: 1, limits: {cpu_cores: 3, memory_gb: 2}}\n"
-        "scoring_timeout_seconds: 12.5\nmax_concurrent_requests: 21\n"
+        "scoring_timeout_seconds: 12.5\nmax_concurrent_requests: 21\ngrpc_port: 9001\n"
         "probes: {pre_stop_seconds: 4, termination_grace_period_seconds: 30}\n"
     )
     proc = deploy_kubernetes(tmp_path / "out", spec=spec, keys="a-key,b-key")
     assert proc.returncode == 0, proc.stderr
-    pod = load_dir(tmp_path / "out")["deployment.yaml"]["spec"]["template"]["spec"]
+    written = load_dir(tmp_path / "out")
+    pod = written["deployment.yaml"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["ports"][1]["containerPort"] == 9001
+    assert written["service.yaml"]["spec"]["ports"][1]["port"] == 9001
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env == {
         "DIABETES_SERVICE_NAME": "tuned-service",
@@ -182,6 +195,7 @@ def test_the_pods_environment_applies_every_serving_setting_of_the_spec(tmp_path
         "DIABETES_MAX_CONCURRENT_REQUESTS": "21",
         "DIABETES_WORKERS": "3",
         "DIABETES_GRACEFUL_TIMEOUT_SECONDS": "26",
+        "DIABETES_GRPC_PORT": "9001",
         "DIABETES_API_KEYS": None,  # from the Secret, by reference
     }
     assert pod["terminationGracePeriodSeconds"] == 30
@@ -190,6 +204,7 @@ def test_the_pods_environment_applies_every_serving_setting_of_the_spec(tmp_path
 
     settings = ServiceSettings(**{k.removeprefix("DIABETES_").lower(): v for k, v in env.items() if v is not None})
     assert (settings.scoring_timeout_seconds, settings.max_concurrent_requests, settings.workers) == (12.5, 21, 3)
+    assert settings.grpc_port == 9001
 
 
 def test_a_following_pod_serves_the_registrys_alias_with_credentials_from_a_secret(tmp_path: Path) -> None:

@@ -60,3 +60,27 @@ def test_help_lists_every_target() -> None:
     assert proc.returncode == 0
     for target in ("local", "kubernetes", "azureml"):
         assert target in proc.stdout
+
+
+def test_docker_run_publishes_the_specs_grpc_port_and_sets_it() -> None:
+    """Up to the docker call (the container itself is tests/deploy/test_docker.py's, with the engine)."""
+    from diabetes_deploy.docker import run_args
+    from diabetes_deploy.spec import load_spec
+
+    spec = load_spec(SPEC)
+    args = run_args(spec, "img", port=9000, grpc_port=9001)
+    published = [args[i + 1] for i, arg in enumerate(args) if arg == "--publish"]
+    assert published == ["127.0.0.1:9000:8080", "127.0.0.1:9001:8081"]
+    assert "DIABETES_GRPC_PORT=8081" in args
+    assert [a for a in run_args(spec, "img", port=9000, grpc_port=0) if a.startswith("127.0.0.1:")] == [
+        "127.0.0.1:9000:8080"
+    ]
+    off = spec.model_copy(update={"grpc_port": 0})
+    assert "DIABETES_GRPC_PORT=0" in run_args(off, "img", port=9000, grpc_port=9001)
+    assert sum(a == "--publish" for a in run_args(off, "img", port=9000, grpc_port=9001)) == 1
+
+
+def test_deploy_local_refuses_a_bad_grpc_port() -> None:
+    proc = deploy_local("--spec", str(SPEC), "--grpc-port", "70000", env={"DIABETES_API_KEYS": "a,b"})
+    assert proc.returncode != 0
+    assert "--grpc-port 70000: must be 0-65535" in proc.stderr

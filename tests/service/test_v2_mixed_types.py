@@ -32,7 +32,8 @@ def mixed_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def svc(mixed_model, tmp_path_factory):
     folder, _, _ = mixed_model
-    with ServiceProcess(str(folder), log=tmp_path_factory.mktemp("log") / "s.log", ready_timeout=120) as service:
+    log = tmp_path_factory.mktemp("log") / "s.log"
+    with ServiceProcess(str(folder), log=log, ready_timeout=120, grpc=True) as service:
         answer = requests.post(service.url + "/score", json={"data": records(mixed_model[2].head(1))}, timeout=10)
         service.model_name = answer.headers["x-model-name"]  # type: ignore[attr-defined]
         yield service
@@ -198,3 +199,27 @@ def test_every_protocol_in_process_gives_the_models_answers(mixed_model):
                 assert json.loads(output["parameters"]["classes"]) == model.classes_.tolist()
     finally:
         client.close()
+
+
+def test_grpc_takes_one_input_per_column_too(svc, mixed_model):
+    """The same data plane over gRPC (tritonclient.grpc, raw contents): labels, probabilities, classes."""
+    import tritonclient.grpc as triton_grpc
+
+    _, model, frame = mixed_model
+    rows = [row for row in records(frame.head(9)) if row["note"] is not None]
+    inputs = []
+    for column in COLUMNS:
+        datatype = V2_TYPES[column]
+        tensor = triton_grpc.InferInput(column, [len(rows)], datatype)
+        tensor.set_data_from_numpy(np.array([row[column] for row in rows], dtype=NUMPY[datatype]))
+        inputs.append(tensor)
+    client = triton_grpc.InferenceServerClient(svc.grpc_target)
+    try:
+        outputs = [triton_grpc.InferRequestedOutput(name) for name in ("predict", "predict_proba")]
+        result = client.infer(svc.model_name, inputs, outputs=outputs)
+    finally:
+        client.close()
+    assert [label.decode() for label in result.as_numpy("predict")] == model.predict(_frame(rows)).tolist()
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(_frame(rows)), rtol=1e-12)
+    proba = result.get_output("predict_proba")
+    assert json.loads(proba.parameters["classes"].string_param) == model.classes_.tolist()

@@ -245,6 +245,14 @@ def test_versioned_routes_and_404_bodies(served):
     ok = _post(served, {"inputs": [_tensor([0.1] * 10)]}, path=f"/v2/models/{name}/versions/{version}/infer")
     assert ok.status_code == 200
     assert ok.json()["outputs"][0]["name"] == "predict"
+    # Any other path under /v2 is the protocol's own 404 body; outside it, the default protocol's.
+    for path in ("/v2/nope", f"/v2/models/{name}/versions/{version}/explain", f"/v2/models/{name}/infer/x"):
+        unmatched = requests.get(url + path, headers=auth(), timeout=5)
+        assert unmatched.status_code == 404
+        assert unmatched.json() == {"error": f"no route {path}"}
+    outside = requests.get(url + "/v2nope", headers=auth(), timeout=5)
+    assert outside.status_code == 404
+    assert "error" not in outside.json()
 
 
 def test_the_common_body_and_the_general_path_agree(served, example_data):

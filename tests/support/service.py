@@ -20,8 +20,11 @@ class ServiceProcess:
         log: Path | None = None,
         workers: int = 1,
         ready_timeout: float = 60.0,
+        grpc: bool = False,
     ) -> None:
         self.port = free_port()
+        self.grpc_port = free_port() if grpc else 0  # off by default (tests/conftest.py)
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.url = f"http://127.0.0.1:{self.port}"
         self.model_uri = model_uri
         self.env = env or {}
@@ -41,6 +44,8 @@ class ServiceProcess:
             str(self.port),
             "--workers",
             str(self.workers),
+            "--grpc-port",
+            str(self.grpc_port),
             *self.args,
         ]
         self.proc = start(cmd, env=self.env, log=self.log)

@@ -90,8 +90,12 @@ class Router:
         self.fixed: dict[tuple[str, str], Route] = {}
         self.templated: list[tuple[str, re.Pattern[str], Route]] = []
         self._methods: dict[str, list[str]] = {}
+        self._prefixes: list[tuple[str, Protocol]] = []
         for route in routes:
             self._methods.setdefault(route.path, []).append(route.method)
+            prefix = route.protocol.prefix
+            if prefix and all(prefix != known for known, _ in self._prefixes):
+                self._prefixes.append((prefix, route.protocol))
             if route.parameters:
                 self.templated.append((route.method, _compile(route.path), route))
             else:
@@ -110,13 +114,17 @@ class Router:
         return None
 
     def owner(self, path: str) -> Protocol | None:
-        """The protocol serving `path` with some method, to word a 405 in its own error body."""
+        """The protocol serving `path` with some method, to word a 405 in its own error body; else
+        the protocol whose path prefix holds it (`/v2/...`), to word a 404 in its own."""
         for route in self.fixed.values():
             if route.path == path:
                 return route.protocol
         for _, pattern, route in self.templated:
             if pattern.fullmatch(path):
                 return route.protocol
+        for prefix, protocol in self._prefixes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return protocol
         return None
 
     def allowed(self, path: str) -> list[str]:
@@ -150,6 +158,9 @@ class Protocol:
     error_model: ClassVar[type[BaseModel]]
     # The status of each ScoringError kind (core.INVALID, core.TOO_MANY_ROWS).
     statuses: ClassVar[dict[str, int]]
+    # A path prefix every path under which is this protocol's (`/v2`): a path under it that matches
+    # no route is a 404 in this protocol's error body. None: the protocol owns only its routes.
+    prefix: ClassVar[str | None] = None
 
     def routes(self) -> list[Route]:
         raise NotImplementedError

@@ -172,6 +172,7 @@ class V2Error(BaseModel):
 class V2RestProtocol(Protocol):
     name = "v2"
     error_model = V2Error
+    prefix = "/v2"  # the spec: anything else under /v2 is a 404 {"error": ...}
     statuses = {INVALID: 400, TOO_MANY_ROWS: 413}  # noqa: RUF012 - read-only class table
 
     def __init__(self, state: ServiceState) -> None:
