@@ -177,6 +177,9 @@ def _matrix(core: ScoringCore, inputs: list[Tensor]) -> ModelInput:
             f"must hold one [N, {core.n_features}] tensor or one tensor per feature ({', '.join(core.feature_names)})",
             "inputs",
         )
+    first = inputs[0].data
+    if len(inputs) == 1 and first.ndim == 2 and first.shape[1] == core.n_features and inputs[0].datatype in NUMERIC:
+        return core.checked(first.astype(np.float64, copy=False), "inputs[0].data")  # the usual [N, n] tensor
     for i, tensor in enumerate(inputs):
         if tensor.datatype not in NUMERIC:
             raise ScoringError(
