@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "loading a pickle runs whatever code it holds, so only for artifacts you trust",
     )
     parser.add_argument(
+        "--allow-version-mismatch",
+        action="store_true",
+        default=None,
+        help="serve a model saved with another major scikit-learn version (refused otherwise: pickles across "
+        "major versions break); a different minor version only logs a warning",
+    )
+    parser.add_argument(
         "--model-sha256",
         metavar="HEX",
         help="the artifact file's sha256: a pickle that matches loads without --allow-pickle; any mismatch refuses",
@@ -109,6 +116,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "follow_interval_seconds",
         "follow_schema_changes",
         "allow_pickle",
+        "allow_version_mismatch",
         "model_sha256",
         "trusted_types",
     )

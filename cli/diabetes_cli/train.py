@@ -16,7 +16,7 @@ from typing import Any
 
 from diabetes_cli.errors import CommandError
 
-TASKS = ("regression", "classification")
+TASKS = ("regression", "classification", "pipeline")
 DEFAULT_EXPERIMENT = "experiment_with_mlflow"
 
 
@@ -35,10 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--task",
         default="regression",
-        metavar="{regression,classification}",
+        metavar="{regression,classification,pipeline}",
         help="regression: Ridge on the disease progression, registered as diabetes_model (default);"
         " classification: LogisticRegression on 'progression above the training median',"
-        " registered as diabetes_classifier",
+        " registered as diabetes_classifier; pipeline: the same Ridge in a pipeline that one-hot encodes"
+        " sex given as female/male and takes age in whole years, registered as diabetes_pipeline",
     )
     parser.add_argument(
         "--alpha",

@@ -22,7 +22,7 @@ from diabetes_client.errors import (
 )
 from diabetes_client.features import Feature, features_from_openapi
 from diabetes_client.rows import PlainRow, to_plain_rows
-from diabetes_client.schema import Method, PredictProbaResponse, PredictResponse, ScoreRequest
+from diabetes_client.schema import Label, Method, PredictProbaResponse, PredictResponse, ScoreRequest, TypedScoreRequest
 from diabetes_client.transport import probe_adapter, retrying_adapter
 from diabetes_client.version import __version__
 
@@ -36,7 +36,9 @@ DEFAULT_MAX_ROWS_PER_REQUEST = 1000
 
 # The answer of `method` left out: probabilities where the model has them, else predictions.
 _ROW_LIMIT = re.compile(r"limit of (\d+) rows")
-_ScoreResponse: TypeAdapter[list[float] | list[list[float]]] = TypeAdapter(list[float] | list[list[float]])
+_ScoreResponse: TypeAdapter[list[Label] | list[list[float]]] = TypeAdapter(list[Label] | list[list[float]])
+# What a model's feature is, in its API description, when it is not a plain number: typed rows.
+_NUMBER = "number"
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,9 @@ class Client:
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def predict(self, rows: Any) -> list[float]:
-        """One prediction per row (the model's ``predict``)."""
+    def predict(self, rows: Any) -> list[Label]:
+        """One prediction per row (the model's ``predict``): numbers, or the model's own class labels
+        (strings stay strings, integers integers)."""
         return self.score(rows, method="predict")
 
     def predict_proba(self, rows: Any) -> list[list[float]]:
@@ -165,25 +168,34 @@ class Client:
         return self.score(rows, method="predict_proba")
 
     @overload
-    def score(self, rows: Any, method: Literal["predict"]) -> list[float]: ...
+    def score(self, rows: Any, method: Literal["predict"]) -> list[Label]: ...
     @overload
     def score(self, rows: Any, method: Literal["predict_proba"]) -> list[list[float]]: ...
     @overload
-    def score(self, rows: Any, method: None = None) -> list[float] | list[list[float]]: ...
+    def score(self, rows: Any, method: Method | None = None) -> list[Label] | list[list[float]]: ...
 
-    def score(self, rows: Any, method: Method | None = None) -> list[float] | list[list[float]]:
+    def score(self, rows: Any, method: Method | None = None) -> list[Label] | list[list[float]]:
         """Score ``rows`` with ``method``; left out, the service's choice (``predict_proba`` where the
         model has it, as Azure ML's no-code scoring does).
 
         ``rows``: a list of lists (values in feature order), a list of feature-keyed dicts, a 2-D
         numpy array or a pandas DataFrame. Every row is checked against the shared wire schema before
-        anything is sent, so a bad row costs no call and leaves nothing half-done.
+        anything is sent, so a bad row costs no call and leaves nothing half-done. For a model with
+        typed columns (strings, integers, booleans, datetimes: its API description says so), values
+        are any JSON scalar (``datetime`` objects are sent as ISO 8601), checked by the service.
         """
         plain = to_plain_rows(rows)
+        kind: type[ScoreRequest] = ScoreRequest
         try:
-            request = ScoreRequest.model_validate({"data": plain, "method": method})
+            request = kind.model_validate({"data": plain, "method": method})
         except ValidationError as exc:
-            raise error_from_validation(exc) from None
+            if not self._typed():
+                raise error_from_validation(exc) from None
+            kind = TypedScoreRequest
+            try:
+                request = kind.model_validate({"data": plain, "method": method})
+            except ValidationError as typed_exc:
+                raise error_from_validation(typed_exc) from None
         adapter: TypeAdapter[Any] = (
             PredictResponse
             if method == "predict"
@@ -196,18 +208,23 @@ class Client:
         while len(results) < len(rows_left):
             offset = len(results)
             chunk = rows_left[offset : offset + self.max_rows_per_request]
-            answer = self._score_chunk(chunk, offset, method, adapter)
+            answer = self._score_chunk(chunk, offset, method, adapter, kind)
             if answer is None:
                 continue  # the chunk was over the service's limit: resent at the smaller size
             results.extend(answer)
         return results
 
     def _score_chunk(
-        self, chunk: list[PlainRow], offset: int, method: Method | None, adapter: TypeAdapter[Any]
+        self,
+        chunk: list[PlainRow],
+        offset: int,
+        method: Method | None,
+        adapter: TypeAdapter[Any],
+        kind: type[ScoreRequest] = ScoreRequest,
     ) -> list[Any] | None:
         """The results of one chunk, or ``None`` after shrinking ``max_rows_per_request`` on a 413."""
         # Rows were validated as a whole: build the body without validating each chunk again.
-        body = ScoreRequest.model_construct(data=chunk, method=method).model_dump_json(exclude_none=True)
+        body = kind.model_construct(data=chunk, method=method).model_dump_json(exclude_none=True)
         response = self._send("POST", self.endpoints.score, data=body.encode())
         if response.status_code == 413 and len(chunk) > 1:
             # Over the service's row or body limit: the row limit it names, else half, from now on.
@@ -229,6 +246,13 @@ class Client:
                 request_id=request_id,
             )
         return answer
+
+    def _typed(self) -> bool:
+        """Whether the served model has a feature that is not a number (read once from its description)."""
+        try:
+            return any(feature.type != _NUMBER for feature in self.features)
+        except ScoringError:  # no description to read: the numeric schema's words stand
+            return False
 
     # -- introspection -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ numpy arrays and pandas DataFrames are recognised by what they can do (``tolist`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from diabetes_client.errors import InvalidInputError
@@ -39,9 +40,16 @@ def to_plain_rows(rows: Any) -> list[PlainRow]:
 def _dataframe_rows(frame: Any) -> list[PlainRow]:
     columns = list(frame.columns)
     if all(isinstance(column, str) for column in columns):
-        # pandas boxes values as Python scalars here, so they serialise as JSON numbers.
-        return [dict(record) for record in frame.to_dict(orient="records")]
+        # pandas boxes values as Python scalars here, so they serialise as JSON numbers (its
+        # Timestamps as ISO 8601, its missing values, NaN or NaT, as null).
+        records = frame.to_dict(orient="records")
+        return [{key: _frame_value(value) for key, value in record.items()} for record in records]
     return [list(row) for row in frame.to_numpy().tolist()]
+
+
+def _frame_value(value: Any) -> Any:
+    # NaN and NaT are the only values unequal to themselves: a DataFrame's missing value.
+    return None if value is not None and value != value else _plain_value(value)
 
 
 def _plain_row(row: Any) -> PlainRow | Any:
@@ -57,6 +65,9 @@ def _plain_row(row: Any) -> PlainRow | Any:
 
 
 def _plain_value(value: Any) -> Any:
+    # A date-time column's values as ISO 8601 (pandas' Timestamp is a datetime too).
+    if isinstance(value, date):
+        return value.isoformat()
     # A numpy scalar knows how to become a Python one; anything else is judged by the schema.
     if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
         try:

@@ -16,19 +16,27 @@ from pydantic import (
     Discriminator,
     Field,
     Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     Tag,
     TypeAdapter,
     ValidationError,
 )
 
 # The scoring methods, named here once for the client, the core and every protocol.
-Method = Literal["predict", "predict_proba"]
+Method = Literal["predict", "predict_proba", "decision_function"]
 METHODS: tuple[Method, ...] = get_args(Method)
-PREDICT, PREDICT_PROBA = METHODS
+PREDICT, PREDICT_PROBA, DECISION_FUNCTION = METHODS
 
 # A feature value: a finite JSON number. Strict, so that "1.5", true and null are refused rather
 # than coerced, and NaN / Infinity are refused because the example's features are finite doubles.
 FeatureValue = Annotated[float, Strict(), AllowInfNan(False)]
+
+# A value of a model with typed columns (MLflow's string, long, boolean, datetime, optional...): any
+# JSON scalar, kept as JSON gave it (1 stays an integer, "1" a string); the service checks each one
+# against its column's type.
+TypedValue = Annotated[StrictBool | StrictInt | FeatureValue | StrictStr | None, Field(union_mode="left_to_right")]
 
 
 def _row_kind(row: Any) -> str | None:
@@ -54,7 +62,8 @@ class ScoreRequest(BaseModel):
     data: Annotated[list[Row], Field(min_length=1, description="One entry per row to score.")]
     method: Method | None = Field(
         default=None,
-        description="`predict` or `predict_proba`; left out, `predict_proba` where the model has it.",
+        description="`predict`, `predict_proba` or `decision_function` (where the model has it); "
+        "left out, `predict_proba` where the model has it.",
     )
 
 
@@ -80,7 +89,9 @@ class ScoringParams(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     method: Method | None = Field(
-        default=None, description="`predict` or `predict_proba`; left out, the one the model's MLflow pyfunc calls."
+        default=None,
+        description="`predict`, `predict_proba` or `decision_function`; "
+        "left out, the one the model's MLflow pyfunc calls.",
     )
 
 
@@ -127,5 +138,44 @@ class ErrorBody(BaseModel):
     field: str | None = None
 
 
-PredictResponse: TypeAdapter[list[float]] = TypeAdapter(list[float])
+TypedRow = Annotated[
+    Annotated[list[TypedValue], Tag("list")] | Annotated[dict[str, TypedValue], Tag("dict")],
+    Discriminator(_row_kind),
+]
+
+
+class TypedScoreRequest(ScoreRequest):
+    """`POST /score` for a model with typed columns."""
+
+    data: Annotated[list[TypedRow], Field(min_length=1, description="One entry per row to score.")]
+
+
+class TypedInputDataSplit(InputDataSplit):
+    """pandas' "split" layout for a model with typed columns."""
+
+    data: Annotated[list[list[TypedValue]], Field(min_length=1, description="One list of values per row.")]
+
+
+class TypedAzureV2Request(AzureV2Request):
+    """An Azure ML v2 body for a model with typed columns."""
+
+    input_data: Annotated[
+        Annotated[TypedInputDataSplit, Tag("split")]
+        | Annotated[Annotated[list[TypedRow], Field(min_length=1)], Tag("rows")],
+        Discriminator(
+            _input_data_kind,
+            custom_error_type="input_data_kind",
+            custom_error_message="must be an object with columns and data, or a list of rows",
+        ),
+    ]
+
+
+def parse_typed_score_request(body: bytes | str) -> TypedScoreRequest:
+    """`POST /score` for a model with typed columns: any JSON scalar per value, checked by the service."""
+    return TypedScoreRequest.model_validate_json(body)
+
+
+# A prediction: a number, or the model's own class label (a string, an integer, a boolean), as JSON gave it.
+Label = Annotated[StrictBool | StrictInt | FeatureValue | StrictStr, Field(union_mode="left_to_right")]
+PredictResponse: TypeAdapter[list[Label]] = TypeAdapter(list[Label])
 PredictProbaResponse: TypeAdapter[list[list[float]]] = TypeAdapter(list[list[float]])

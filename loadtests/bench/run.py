@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from loadtests.bench import grpc_case, report, servers, v2
+from loadtests.bench import grpc_case, mixed, report, servers, v2
 from loadtests.bench.data import example_test_rows, save_pipeline, take_rows
 from loadtests.bench.probe import ProbeError, check_scored, post, wait_until_scoring
 from loadtests.bench.processes import ServerProcess, free_port
@@ -83,6 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also measure the Open Inference Protocol (V2) REST route (JSON and binary tensors) beside /score, "
         "and MLServer with its scikit-learn runtime on the same model (its own virtualenv, built once under "
         "the cache folder), and check issue 12's targets",
+    )
+    parser.add_argument(
+        "--also-mixed",
+        action="store_true",
+        help="also measure the mixed-type pipeline (diabetes train --task pipeline: a string and an integer "
+        "column) on /invocations, /score and V2, and `mlflow models serve` on the same model and body, 1-row",
     )
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
@@ -237,6 +243,8 @@ class Bench:
         if args.also_v2:
             assert grpc_case.case in v2.EXTRA_CASES  # the gRPC 100-row case, after MLServer's REST cells
             v2.measure_peers(self, store, folder, test_rows, progress)
+        if args.also_mixed:
+            mixed.measure(self, store, cache, progress)
         return self.results
 
     def _mkdir(self, name: str) -> Path:
@@ -270,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.stop_all()
     found = checks(results, connections=args.connections, workers=args.workers)
     found += v2.checks(results, max(args.connections))
+    found += mixed.checks(results, max(args.connections))
     print(
         f"wrk on loopback, {args.duration} s per cell after {args.warmup} s of warm-up, {args.threads} wrk thread(s), "
         f"{args.workers} workers per server; errors = non-2xx answers + socket errors"

@@ -50,11 +50,15 @@ class LogisticClassifier:
         self.coef_t = coef_t
         self.intercept = intercept
         self.classes = classes
+        self.classes_ = classes  # the estimator's name for them: the order of predict_proba's columns
         self.estimator_name = estimator_name
 
     def _decision(self, x: np.ndarray) -> np.ndarray:
         scores = x @ self.coef_t + self.intercept
         return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        return self._decision(x)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         scores = self._decision(x)

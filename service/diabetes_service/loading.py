@@ -16,6 +16,7 @@ from typing import Any
 
 from diabetes_service.errors import ModelLoadError
 from diabetes_service.trust import TrustPolicy, check_pickle, check_pin, trusted_skops_types
+from diabetes_service.versions import check_version, saved_with
 
 BARE_PICKLE_NAMES = ("model.pkl", "model.joblib")
 STRICT = TrustPolicy()  # no pickle without an opt-in or a pin; skops types from the allow-list only
@@ -24,14 +25,15 @@ STRICT = TrustPolicy()  # no pickle without an opt-in or a pin; skops types from
 @dataclass(frozen=True)
 class Feature:
     name: str
-    type: str  # MLflow's column type: "double", "float", "long", "integer", "boolean"...
+    type: str  # MLflow's column type: "double", "float", "long", "integer", "boolean", "string", "datetime"...
+    optional: bool = False  # `"required": false` in the signature: null is allowed
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     estimator: Any
     features: tuple[Feature, ...]
-    input_example: list[list[float]] | None
+    input_example: list[list[Any]] | None  # rows in feature order: floats, or typed values as JSON gives them
     sha256: str | None = None  # of the artifact file the estimator came from
     predict_fn: str | None = None  # the MLmodel's pyfunc method, as recorded with a compiled form
 
@@ -66,7 +68,7 @@ def load_compiled(folder: str | Path) -> LoadedModel:
     from diabetes_service.linear import load
 
     compiled, meta = load(Path(folder))
-    features = tuple(Feature(f["name"], f["type"]) for f in meta["features"])
+    features = tuple(Feature(f["name"], f["type"], f.get("optional", False)) for f in meta["features"])
     return LoadedModel(compiled, features, meta.get("input_example"), predict_fn=meta.get("predict_fn"))
 
 
@@ -106,6 +108,7 @@ def _load_mlflow_folder(folder: Path, policy: TrustPolicy) -> LoadedModel:
     if not file.is_file():
         raise ModelLoadError(f"the MLflow model has no {file.name}")
     digest = check_pin(file, policy)
+    check_version(saved_with(folder, mlmodel), policy.allow_version_mismatch)
     estimator = _unpickle_flavor(file, flavor.get("serialization_format", "cloudpickle"), policy)
     features = _features_of_signature(mlmodel.get("signature")) or _features_of_estimator(estimator)
     return LoadedModel(estimator, features, _input_example(folder, mlmodel, features), digest)
@@ -134,7 +137,10 @@ def _features_of_signature(signature: dict[str, Any] | None) -> tuple[Feature, .
         return ()
     inputs = json.loads(signature["inputs"])
     if all("name" in column and column.get("type") != "tensor" for column in inputs):
-        return tuple(Feature(column["name"], column.get("type", "double")) for column in inputs)
+        return tuple(
+            Feature(column["name"], column.get("type", "double"), column.get("required", True) is False)
+            for column in inputs
+        )
     # A tensor signature: one unnamed array of shape (-1, n).
     shape = inputs[0].get("tensor-spec", {}).get("shape", [])
     if len(inputs) == 1 and len(shape) == 2 and shape[1] > 0:
@@ -142,7 +148,7 @@ def _features_of_signature(signature: dict[str, Any] | None) -> tuple[Feature, .
     return ()
 
 
-def _input_example(folder: Path, mlmodel: dict[str, Any], features: tuple[Feature, ...]) -> list[list[float]] | None:
+def _input_example(folder: Path, mlmodel: dict[str, Any], features: tuple[Feature, ...]) -> list[list[Any]] | None:
     info = mlmodel.get("saved_input_example_info") or {}
     example_file = folder / info.get("artifact_path", "input_example.json")
     try:
@@ -153,8 +159,18 @@ def _input_example(folder: Path, mlmodel: dict[str, Any], features: tuple[Featur
     if isinstance(example, dict) and "data" in example:
         columns = example.get("columns", names)
         rows = example["data"]
+        numeric = all(feature.type in ("double", "float") for feature in features)
         try:
-            return [[float(row[columns.index(name)]) for name in names] for row in rows]
+            picks = [columns.index(name) for name in names]
+            # Typed values stay as JSON gives them: the example row of the API description.
+            if numeric:
+                return [[float(row[i]) for i in picks] for row in rows]
+            # MLflow writes a missing value as NaN: null, as a request would send it.
+            return [[None if _is_nan(row[i]) else row[i] for i in picks] for row in rows]
         except (ValueError, TypeError, IndexError):
             return None
     return None
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value

@@ -56,7 +56,13 @@ def openapi_document(
             "version": core.identity.version,
             "description": f"Scores the registered model `{core.identity.name}` version {core.identity.version} "
             f"({core.model_class}). Methods: {', '.join(core.methods)}. "
-            f"Features, in order: {', '.join(f'{f.name} ({f.type})' for f in core.features)}.",
+            f"Features, in order: {', '.join(f'{f.name} ({f.type})' for f in core.features)}."
+            + (
+                f" Classes, in the order of predict_proba's (and decision_function's) columns: "
+                f"{', '.join(map(str, core.classes))}."
+                if core.classes is not None
+                else ""
+            ),
         },
         "paths": paths,
         "components": {"schemas": _openapi_30(top.get("$defs", {}))},

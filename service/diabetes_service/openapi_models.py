@@ -11,10 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    Strict,
+    StrictBool,
+    StrictStr,
+    Tag,
+    create_model,
+)
 
-from diabetes_client.schema import FeatureValue, InputDataSplit, ScoringParams, _row_kind
+from diabetes_client.schema import FeatureValue, InputDataSplit, ScoringParams, TypedValue, _row_kind
 from diabetes_service.core import ScoringCore
+from diabetes_service.loading import Feature
 
 # MLflow column types to JSON Schema formats.
 _FORMATS = {"double": "double", "float": "float", "long": "int64", "integer": "int32"}
@@ -31,6 +43,7 @@ class FeatureModels:
     params: type[BaseModel]  # ScoringParams: `params` of Azure ML v2 and MLflow bodies
     rows: Any  # a list of rows, at least one and at most the row limit
     split: type[BaseModel]  # InputDataSplit: a table in pandas' "split" layout
+    values: tuple[Any, ...]  # each feature's value type (its JSON type, enum, nullability), in order
 
     @property
     def models(self) -> list[type[BaseModel]]:
@@ -39,14 +52,15 @@ class FeatureModels:
     @classmethod
     def of(cls, core: ScoringCore) -> FeatureModels:
         names = list(core.feature_names)
-        values = [_value(feature.type) for feature in core.features]
+        values = [_value(feature, core.categories.get(feature.name)) for feature in core.features]
+        any_value = TypedValue if core.typed else FeatureValue
         example = core.example_rows[0] if core.example_rows else None
         row_values = type(
             "RowValues",
             (
                 RootModel[
                     Annotated[
-                        list[FeatureValue],
+                        list[any_value],  # type: ignore[valid-type]
                         Field(
                             min_length=len(names),
                             max_length=len(names),
@@ -114,9 +128,24 @@ class FeatureModels:
             ),
             data=(Annotated[list[row_values], Field(min_length=1, max_length=core.max_rows)], ...),  # type: ignore[valid-type]
         )
-        return cls(row_values, keyed_row, row, columns, column_table, methods, params, rows, split)
+        return cls(row_values, keyed_row, row, columns, column_table, methods, params, rows, split, tuple(values))
 
 
-def _value(column_type: str) -> Any:
-    fmt = _FORMATS.get(column_type)
-    return Annotated[FeatureValue, Field(json_schema_extra={"format": fmt})] if fmt else FeatureValue
+def _value(feature: Feature, categories: list[str] | None) -> Any:
+    """One feature's JSON type: its MLflow type's (string, integer, boolean, date-time, number), its
+    categories as an enum where the model's encoder knows them, and null where it is optional."""
+    fmt = _FORMATS.get(feature.type)
+    value: Any
+    if feature.type in ("long", "integer"):
+        value = Annotated[int, Strict(), Field(json_schema_extra={"format": fmt})]
+    elif feature.type == "boolean":
+        value = StrictBool
+    elif feature.type == "string" and categories:
+        value = Literal[tuple(categories)]  # type: ignore[misc]
+    elif feature.type in ("string", "binary"):
+        value = StrictStr
+    elif feature.type == "datetime":
+        value = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+    else:
+        value = Annotated[FeatureValue, Field(json_schema_extra={"format": fmt})] if fmt else FeatureValue
+    return value | None if feature.optional else value

@@ -325,9 +325,11 @@ def _mentions_pandas(path: Path) -> bool:
 
 
 def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustPolicy) -> ResolvedModel:
+    import numpy as np
+
     from diabetes_client.schema import METHODS
     from diabetes_service import linear
-    from diabetes_service.core import probe_rows
+    from diabetes_service.core import probe_input
     from diabetes_service.loading import load_model, model_file
 
     key = prepared.key_of(resolved.path)
@@ -348,7 +350,12 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
         # preparation step about half a second; a model that never mentions pandas cannot need it.
         sys.meta_path.insert(0, _RefuseImport("pandas"))
     loaded = load_model(resolved.path, policy)
-    probe = probe_rows(loaded.input_example or [[0.0] * len(loaded.features)], len(loaded.features))
+    # A model with typed columns is called with a DataFrame: pandas may be needed from here on.
+    sys.meta_path[:] = [finder for finder in sys.meta_path if getattr(finder, "package", None) != "pandas"]
+    try:
+        probe = probe_input(loaded)
+    except Exception as exc:
+        raise ModelLoadError(f"the model cannot be checked before it serves: {type(exc).__name__}: {exc}") from exc
     for method in METHODS:
         if callable(getattr(loaded.estimator, method, None)):
             try:
@@ -356,6 +363,8 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
             except Exception as exc:
                 raise ModelLoadError(f"the model failed its warm-up {method}: {type(exc).__name__}: {exc}") from exc
     resolved = replace(resolved, features=tuple(f.name for f in loaded.features), sha256=loaded.sha256)
+    if not isinstance(probe, np.ndarray):  # a DataFrame: only a float matrix compiles
+        return resolved
     compiled = linear.compile_verified(loaded.estimator, probe)
     if compiled is None:
         return resolved
@@ -396,7 +405,12 @@ def main(argv: list[str]) -> int:
     logging.disable(logging.WARNING)
     uri, tracking_uri, compile_to, policy_json, *skip = argv  # skip: versions it has or refused (--follow)
     given = json.loads(policy_json)
-    policy = TrustPolicy(given["allow_pickle"], given["sha256"], tuple(given["trusted_types"]))
+    policy = TrustPolicy(
+        given["allow_pickle"],
+        given["sha256"],
+        tuple(given["trusted_types"]),
+        bool(given.get("allow_version_mismatch", False)),
+    )
     resolved = None
     try:
         resolved = resolve_registry(uri, tracking_uri, frozenset(skip)) if needs_mlflow(uri) else local_model(uri)

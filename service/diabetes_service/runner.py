@@ -5,7 +5,8 @@ by the scoring timeout. For a model whose every call costs far more than the ari
 rows (scikit-learn checks its input for ~0.1-0.2 ms per call, whatever the row count), concurrent
 requests for the same method are gathered into one estimator call: the requests that reach a worker
 in the same turn of its event loop, or while a gathered call runs in a thread, are scored together
-at the end of that turn. There is no timer: a lone request waits one loop turn, about 10 µs.
+at the end of that turn. There is no timer: a lone request waits one loop turn, about 10 µs. For a
+model that takes a DataFrame, a gathered call builds one frame for all its requests (core.concat).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class _Gatherer:
         """One call for every request; if it fails, one call each, so that a failure stays its own."""
         if len(matrices) > 1:
             try:
-                result = self.core.predict(np.concatenate(matrices), self.method)
+                result = self.core.predict(self.core.concat(matrices), self.method)
             except Exception:  # noqa: S110 - each request is scored alone below and hears its own error
                 pass
             else:

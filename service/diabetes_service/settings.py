@@ -66,6 +66,9 @@ class ServiceSettings(BaseSettings):
     trusted_types: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="types a skops artifact may name beyond scikit-learn, numpy and scipy"
     )
+    allow_version_mismatch: bool = Field(
+        default=False, description="serve a model saved with another major scikit-learn version than the installed one"
+    )
     follow: bool = Field(default=False, description="re-resolve an @alias or latest URI and swap in new versions")
     follow_interval_seconds: float = Field(default=30.0, gt=0, description="how often --follow asks the registry")
     follow_schema_changes: bool = Field(

@@ -30,6 +30,8 @@ class TrustPolicy:
     allow_pickle: bool = False
     sha256: str | None = None  # hex digest of the artifact file
     trusted_types: tuple[str, ...] = ()
+    # Load a model saved with another major scikit-learn version (versions.py).
+    allow_version_mismatch: bool = False
 
     @classmethod
     def from_settings(cls, settings: object) -> TrustPolicy:
@@ -37,6 +39,7 @@ class TrustPolicy:
             allow_pickle=bool(getattr(settings, "allow_pickle", False)),
             sha256=getattr(settings, "model_sha256", None),
             trusted_types=tuple(getattr(settings, "trusted_types", ())),
+            allow_version_mismatch=bool(getattr(settings, "allow_version_mismatch", False)),
         )
 
 

@@ -54,8 +54,8 @@ def test_docs_page_loads_only_its_own_assets(svc):
         assert requests.get(svc.url + asset, timeout=5).status_code == 200, asset
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by `make test`")
-def test_docs_render_in_headless_chromium_offline(svc, tmp_path):
+def _rendered(url: str, profile) -> str:
+    """The page's DOM once Swagger UI's JavaScript has run, in headless Chromium."""
     # Every host name but loopback fails to resolve: the page must render with no internet at all.
     done = subprocess.run(
         [
@@ -68,21 +68,58 @@ def test_docs_render_in_headless_chromium_offline(svc, tmp_path):
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={profile}",
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             "--virtual-time-budget=10000",
             "--dump-dom",
-            svc.url + "/docs",
+            url,
         ],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    dom = done.stdout
+    return done.stdout
+
+
+NO_CHROMIUM = "Debian's chromium is installed by `make test`"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason=NO_CHROMIUM)
+def test_docs_render_in_headless_chromium_offline(svc, tmp_path):
+    dom = _rendered(svc.url + "/docs", tmp_path / "profile")
     assert "swagger-ui" in dom
     assert "/score" in dom
     assert "/invocations" in dom  # every protocol's routes, from the one document
     assert "Authorize" in dom  # the Bearer scheme's button, since keys are on
     # Rendered by Swagger UI's JavaScript from /swagger.json, so present only if the page really ran.
     assert "Features, in order: age (double), sex (double), bmi (double)" in dom
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason=NO_CHROMIUM)
+def test_the_rendered_page_shows_a_typed_models_categories(tmp_path):
+    """A mixed-type pipeline (issue 16): its encoder's categories, an enum in /swagger.json, are shown
+    on the page Swagger UI renders, once the row schema and the column are opened as a reader would."""
+    from tests.support.chromium import Chromium
+    from tests.support.mixed import save_mixed_model
+    from tests.support.service import ServiceProcess
+
+    save_mixed_model(tmp_path / "mixed")
+    row = "document.querySelector('#model-Row')"
+    with (
+        ServiceProcess(str(tmp_path / "mixed"), log=tmp_path / "s.log", ready_timeout=120) as mixed,
+        Chromium(tmp_path / "profile") as browser,
+    ):
+        browser.open(mixed.url + "/docs")
+        info = browser.wait_for("document.querySelector('.info') && document.querySelector('.info').innerText")
+        assert "Features, in order: smoker (string), age (long), active (boolean), bmi (double), note (string)" in info
+        browser.wait_for(f"{row} !== null")
+        assert "former" not in browser.evaluate(f"{row}.innerText")  # collapsed: nothing rendered yet
+        # Open the Row schema, its first property (smoker), then the enum's list, as a reader clicks them.
+        browser.evaluate(f"{row}.querySelector('button.model-box-control').click()")
+        browser.wait_for(f"{row}.querySelector('tr.property-row button.model-box-control') !== null")
+        browser.evaluate(f"{row}.querySelector('tr.property-row button.model-box-control').click()")
+        browser.wait_for(f"{row}.querySelector('.prop-enum button') !== null")
+        browser.evaluate(f"{row}.querySelector('.prop-enum button').click()")
+        text = browser.wait_for(f"{row}.innerText.includes('former') && {row}.innerText")
+    assert re.search(r"smoker\*\s+string\s+Enum:.*former.*no.*yes", text, re.DOTALL), text

@@ -95,6 +95,8 @@ def test_classifier_outputs_by_name(classifier, example_data):
     proba, labels = answer.outputs
     assert (proba.name, proba.datatype, proba.shape) == ("predict_proba", "FP64", [5, 2])
     np.testing.assert_allclose(proba.data, classifier.estimator.predict_proba(np.array(rows)), rtol=1e-12)
+    assert proba.parameters == {"classes": '["high", "low"]'}  # the order of classes_
+    assert labels.parameters == {}
     assert (labels.name, labels.datatype, labels.shape) == ("predict", "BYTES", [5])
     assert labels.data.tolist() == classifier.estimator.predict(np.array(rows)).tolist()
     assert answer.method == "predict_proba"
@@ -178,7 +180,10 @@ def test_health_and_metadata(regressor, classifier):
     outputs = _plane(classifier).model_metadata("diabetes_classifier", None)["outputs"]
     assert outputs == [
         {"name": "predict", "datatype": "BYTES", "shape": [-1]},
-        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]},
+        # Which class each column is, in order (classes_), as JSON text: V2 parameters are scalars.
+        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2], "parameters": {"classes": '["high", "low"]'}},
+        # A binary classifier's decision_function: one score per row (the positive class's).
+        {"name": "decision_function", "datatype": "FP64", "shape": [-1]},
     ]
 
 

@@ -71,7 +71,8 @@ def test_health_and_metadata(served):
     assert metadata["name"] == name
     assert metadata["versions"] == [version]
     assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": ["-1", "10"]}]
-    assert [o["name"] for o in metadata["outputs"]] == ["predict", "predict_proba"]
+    # Every method the classifier has, decision_function too (issue 16).
+    assert [o["name"] for o in metadata["outputs"]] == ["predict", "predict_proba", "decision_function"]
     assert metadata["outputs"][1]["shape"] == ["-1", "2"]
 
 

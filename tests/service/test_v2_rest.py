@@ -82,7 +82,12 @@ def test_health_and_metadata(served, client):
     outputs = {output["name"]: output for output in meta["outputs"]}
     assert outputs["predict"]["shape"] == [-1]
     if served[2] == "classifier":
-        assert outputs["predict_proba"] == {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]}
+        assert outputs["predict_proba"] == {
+            "name": "predict_proba",
+            "datatype": "FP64",
+            "shape": [-1, 2],
+            "parameters": {"classes": "[0, 1]"},  # the classifier's own labels, in classes_'s order
+        }
     else:
         assert set(outputs) == {"predict"}
 
@@ -148,6 +153,8 @@ def test_outputs_by_name(served, client, example_data):
     assert proba.shape == (4, 2)
     np.testing.assert_allclose(proba, _score(served, rows, "predict_proba"), rtol=1e-12)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    # Sent binary, the output still says its classes beside binary_data_size.
+    assert result.get_output("predict_proba")["parameters"]["classes"] == "[0, 1]"
     assert result.as_numpy("predict").tolist() == _score(served, rows, "predict")
 
 

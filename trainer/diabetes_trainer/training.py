@@ -337,13 +337,14 @@ def _log_model_run(mlflow: Any, task: Task, split: Any, alpha: float) -> tuple[s
             mlflow.log_artifact(str(pickle_path))
             mlflow.log_artifact(str(folder / PLOT_ARTIFACT))
     with step("logging the MLflow model"):
-        signature = infer_signature(split.x_train, fitted.estimator.predict(split.x_train))
+        inputs = task.inputs(split.x_train)
+        signature = infer_signature(inputs, fitted.estimator.predict(inputs))
         assert list(signature.inputs.input_names()) == list(FEATURES)
         model_info = mlflow.sklearn.log_model(
             fitted.estimator,
             name=MODEL_ARTIFACT,
             signature=signature,
-            input_example=split.x_train.head(5),
+            input_example=inputs.head(5),
             # Explicit requirements: inferring them would spawn a slow subprocess for nothing.
             pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
         )

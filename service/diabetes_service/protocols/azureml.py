@@ -20,7 +20,10 @@ from diabetes_client.schema import (
     ErrorBody,
     InputDataSplit,
     ScoreRequest,
+    TypedAzureV2Request,
+    TypedScoreRequest,
     parse_score_request,
+    parse_typed_score_request,
 )
 from diabetes_service.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
 from diabetes_service.http import HTTPError, Request, Response, json_response, text_response
@@ -50,6 +53,19 @@ def parse_score_body(body: bytes) -> ScoreRequest | AzureV2Request:
             return AzureV2Request.model_validate_json(body)
         except ValidationError as not_v2:
             # Both failed: the v2 error, unless the body does not even parse as JSON.
+            raise not_v2 from not_v1
+
+
+def parse_typed_score_body(body: bytes) -> TypedScoreRequest | AzureV2Request:
+    """The same bodies for a model with typed columns: any JSON scalar per value, checked by the core."""
+    try:
+        return parse_typed_score_request(body)
+    except ValidationError as not_v1:
+        if b'"input_data"' not in body:
+            raise
+        try:
+            return TypedAzureV2Request.model_validate_json(body)
+        except ValidationError as not_v2:
             raise not_v2 from not_v1
 
 
@@ -104,10 +120,10 @@ class AzureMLProtocol(Protocol):
         state = self.state
         core = state.core or await state.core_when_warm()
         try:
-            parsed = parse_score_body(request.body)
+            parsed = parse_typed_score_body(request.body) if core.typed else parse_score_body(request.body)
         except ValidationError as exc:
             raise http_error(exc) from None
-        if type(parsed) is AzureV2Request:
+        if isinstance(parsed, AzureV2Request):
             # Azure's MLflow scoring script calls the model's pyfunc: its method unless `params` names one.
             method = core.choose_method((parsed.params and parsed.params.method) or core.pyfunc_method)
             table = parsed.input_data

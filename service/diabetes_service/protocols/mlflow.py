@@ -21,7 +21,15 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, create_model
 from typing_extensions import TypedDict
 
-from diabetes_client.schema import FeatureValue, InputDataSplit, Row, ScoringParams
+from diabetes_client.schema import (
+    FeatureValue,
+    InputDataSplit,
+    Row,
+    ScoringParams,
+    TypedInputDataSplit,
+    TypedRow,
+    TypedValue,
+)
 from diabetes_client.schema_errors import describe
 from diabetes_service.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
 from diabetes_service.http import HTTPError, Request, Response, encode_json
@@ -77,6 +85,25 @@ class InvocationsRequest(BaseModel):
         | None
     ) = Field(default=None, description="One list of values per column, or one entry per row.")
     params: ScoringParams | None = None
+
+
+class TypedInvocationsRequest(InvocationsRequest):
+    """The same body for a model with typed columns: any JSON scalar per value, checked by the core."""
+
+    dataframe_split: TypedInputDataSplit | None = None
+    dataframe_records: list[dict[str, TypedValue]] | None = Field(default=None, description="One object per row.")
+    instances: list[TypedRow] | None = Field(default=None, description="One entry per row.")
+    inputs: (
+        Annotated[
+            Annotated[dict[str, list[TypedValue]], Tag("columns")] | Annotated[list[TypedRow], Tag("rows")],
+            Discriminator(
+                _inputs_kind,
+                custom_error_type="inputs_kind",
+                custom_error_message="must be an object of columns or a list of rows",
+            ),
+        ]
+        | None
+    ) = Field(default=None, description="One list of values per column, or one entry per row.")
 
 
 class _SplitTable(TypedDict):
@@ -222,16 +249,17 @@ def _media_type(raw: bytes) -> str:
 
 
 def _decode_json(core: ScoringCore, body: bytes) -> tuple[Any, str | None]:
+    if not core.typed:
+        try:
+            common = _split_body.validate_json(body)
+        except ValidationError:
+            pass
+        else:
+            table, params = common["dataframe_split"], common.get("params")
+            matrix = core.frame_matrix(table["columns"], table["data"], "dataframe_split", extra_columns=True)
+            return matrix, params.method if params else None
     try:
-        common = _split_body.validate_json(body)
-    except ValidationError:
-        pass
-    else:
-        table, params = common["dataframe_split"], common.get("params")
-        matrix = core.frame_matrix(table["columns"], table["data"], "dataframe_split", extra_columns=True)
-        return matrix, params.method if params else None
-    try:
-        parsed = InvocationsRequest.model_validate_json(body)
+        parsed = (TypedInvocationsRequest if core.typed else InvocationsRequest).model_validate_json(body)
     except ValidationError as exc:
         raise _validation_error(exc) from None
     given = [name for name in INPUT_FIELDS if getattr(parsed, name) is not None]
@@ -272,6 +300,8 @@ def _decode_csv(core: ScoringCore, body: bytes) -> Any:
     if not lines:
         raise HTTPError(400, "the CSV body is empty; send a header row of feature names, then the rows")
     header, rows = [name.strip() for name in lines[0]], lines[1:]
+    if core.typed:
+        return core.frame_matrix(header, _typed_csv(core, header, rows), "csv", extra_columns=True)
     values: list[list[float]] = []
     for i, row in enumerate(rows):
         if len(row) != len(header):
@@ -282,6 +312,35 @@ def _decode_csv(core: ScoringCore, body: bytes) -> Any:
             column = next(j for j, cell in enumerate(row) if not _is_number(cell))
             raise ScoringError(f"must be a number (column {header[column]!r})", f"csv row {i + 1}") from None
     return core.frame_matrix(header, values, "csv", extra_columns=True)
+
+
+def _typed_csv(core: ScoringCore, header: list[str], rows: list[list[str]]) -> list[list[Any]]:
+    """CSV cells to the JSON values their columns take, as pandas' reader types them for MLflow: an
+    empty cell is null, numbers are numbers, True/False booleans; the core then checks each type."""
+    types = {feature.name: feature.type for feature in core.features}
+    out: list[list[Any]] = []
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise ScoringError(f"has {len(row)} values, expected one per column ({len(header)})", f"csv row {i + 1}")
+        out.append([_cell(cell, types.get(name)) for name, cell in zip(header, row, strict=True)])
+    return out
+
+
+def _cell(cell: str, column_type: str | None) -> Any:
+    if cell == "":
+        return None
+    if column_type in ("string", "datetime", "binary", None):
+        return cell
+    if column_type == "boolean":
+        return {"true": True, "false": False}.get(cell.strip().lower(), cell)
+    try:
+        return int(cell)
+    except ValueError:
+        pass
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
 
 
 def _is_number(cell: str) -> bool:

@@ -9,8 +9,11 @@ TOO_MANY_ROWS), an unknown model or version is `ModelNotFound`, a model still lo
 The model is the one the service serves, under its registered name and version (the ones in
 `x-model-name` / `x-model-version`). Inputs are either one `[N, n_features]` tensor of any numeric
 datatype, or one tensor per feature named by the feature, of shape `[N]` or `[N, 1]` (what
-pandas-based V2 clients send). Outputs are named by the model's methods (`predict`,
-`predict_proba`); none requested: `predict`.
+pandas-based V2 clients send). A model with typed columns (strings, integers, booleans...) takes
+only the second form, each tensor of a datatype its column takes (`v2_columns`). Outputs are named
+by the model's methods (`predict`, `predict_proba`, `decision_function`); none requested:
+`predict`. An output with one column per class says which, in order, in its parameters
+(`classes`: the labels as JSON text, since a V2 parameter is a single string, number or boolean).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from diabetes_client.schema import PREDICT
-from diabetes_service.core import ModelIdentity, ScoringCore, ScoringError
+from diabetes_service.core import ModelIdentity, ModelInput, ScoringCore, ScoringError
 from diabetes_service.http import HTTPError
+from diabetes_service.protocols.v2_columns import column_values, metadata_input
 from diabetes_service.protocols.v2_tensors import NUMERIC, datatype_of
 from diabetes_service.state import ServiceState
 
@@ -124,7 +128,8 @@ class V2DataPlane:
         for method in methods:
             result = await runner.predict(matrix, method)  # type: ignore[union-attr]
             values = np.asarray(result)
-            outputs.append(Tensor(method, datatype_of(values), list(values.shape), values))
+            parameters = _output_parameters(core, values)
+            outputs.append(Tensor(method, datatype_of(values), list(values.shape), values, parameters))
         return InferAnswer(outputs, request_id, core.identity, len(matrix), methods[0])
 
     # -- helpers -------------------------------------------------------------------------------
@@ -154,8 +159,19 @@ def _methods(core: ScoringCore, requested: list[str] | None) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
-def _matrix(core: ScoringCore, inputs: list[Tensor]) -> np.ndarray:
-    """One [N, n_features] tensor, or one tensor per feature named by feature, to the core's checked matrix."""
+def _output_parameters(core: ScoringCore, values: np.ndarray) -> dict[str, Any]:
+    """`classes` (JSON text) for an output with one column per class: which class each column is."""
+    classes = core.classes
+    if classes is None or values.ndim != 2 or values.shape[1] != len(classes):
+        return {}
+    return {"classes": core.classes_json}
+
+
+def _matrix(core: ScoringCore, inputs: list[Tensor]) -> ModelInput:
+    """One [N, n_features] tensor, or one tensor per feature named by feature, to the core's checked
+    matrix; for a model with typed columns, one tensor per column to the core's checked table."""
+    if core.typed:
+        return _typed(core, inputs)
     if not inputs:
         raise ScoringError(
             f"must hold one [N, {core.n_features}] tensor or one tensor per feature ({', '.join(core.feature_names)})",
@@ -202,18 +218,48 @@ def _matrix(core: ScoringCore, inputs: list[Tensor]) -> np.ndarray:
     return np.ascontiguousarray(core.column_matrix(columns, "inputs"))
 
 
+def _typed(core: ScoringCore, inputs: list[Tensor]) -> ModelInput:
+    """One tensor per column, named by the column, each of a datatype its column takes."""
+    features = core.feature_names
+    columns: dict[str, list[Any]] = {}
+    for i, tensor in enumerate(inputs):
+        field = f"inputs[{i}]"
+        if tensor.name not in core.feature_index:
+            raise ScoringError(
+                f"unknown input {tensor.name!r}: this model takes one tensor per column ({', '.join(features)})",
+                f"{field}.name",
+            )
+        if tensor.name in columns:
+            raise ScoringError(f"column {tensor.name!r} is given twice", f"{field}.name")
+        j = core.feature_index[tensor.name]
+        columns[tensor.name] = column_values(core.column_types[j], tensor.name, tensor.datatype, tensor.data, field)
+    missing = [name for name in features if name not in columns]
+    if missing:
+        raise ScoringError(
+            f"missing input {missing[0]!r}: this model takes one tensor per column ({', '.join(features)})", "inputs"
+        )
+    return core.typed_columns(columns, "inputs")
+
+
 def _describe(core: ScoringCore) -> dict[str, Any]:
-    """Model metadata: the matrix input with the feature names, and one output per method the model has."""
-    probe = np.asarray(core.example_rows[:1], dtype=np.float64)
+    """Model metadata: the inputs (one matrix with the feature names, or one tensor per typed column),
+    and one output per method the model has."""
+    probe = core.matrix([list(row) for row in core.example_rows[:1]], "input example")
     outputs = []
     for method in core.methods:
         values = np.asarray(core.predict(probe, method))
-        outputs.append({"name": method, "datatype": datatype_of(values), "shape": [-1, *values.shape[1:]]})
+        output = {"name": method, "datatype": datatype_of(values), "shape": [-1, *values.shape[1:]]}
+        parameters = _output_parameters(core, values)
+        if parameters:
+            output["parameters"] = parameters
+        outputs.append(output)
     identity = core.identity
+    described = {"name": identity.name, "versions": [identity.version], "platform": PLATFORM}
+    if core.typed:
+        inputs = [metadata_input(f.name, t) for f, t in zip(core.features, core.column_types, strict=True)]
+        return {**described, "inputs": inputs, "outputs": outputs}
     return {
-        "name": identity.name,
-        "versions": [identity.version],
-        "platform": PLATFORM,
+        **described,
         "inputs": [
             {
                 "name": MATRIX_INPUT,

@@ -163,6 +163,8 @@ def encode_answer(pb: Any, answer: InferAnswer, raw: bool) -> Any:
     )
     for output in answer.outputs:
         tensor = response.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        for key, value in output.parameters.items():  # e.g. predict_proba's classes, as over REST
+            _set_parameter(tensor.parameters[key], value)
         if raw:
             response.raw_output_contents.append(to_raw(output.data))
         elif output.datatype == "BYTES":
@@ -173,6 +175,18 @@ def encode_answer(pb: Any, answer: InferAnswer, raw: bool) -> Any:
             flat = np.asarray(output.data, dtype=DTYPES[output.datatype]).ravel()
             getattr(tensor.contents, CONTENTS_FIELD[output.datatype]).extend(flat.tolist())
     return response
+
+
+def _set_parameter(parameter: Any, value: Any) -> None:
+    """An InferParameter's one field for `value`: bool, int64, double or string."""
+    if isinstance(value, bool):
+        parameter.bool_param = value
+    elif isinstance(value, int):
+        parameter.int64_param = value
+    elif isinstance(value, float):
+        parameter.double_param = value
+    else:
+        parameter.string_param = str(value)
 
 
 # -- the servicer --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ answer's `Inference-Header-Content-Length` header gives.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Union
 
 import numpy as np
 import orjson
@@ -25,11 +25,13 @@ from pydantic import (
     AllowInfNan,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
+    Tag,
     TypeAdapter,
     ValidationError,
     create_model,
@@ -41,6 +43,7 @@ from diabetes_service.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringEr
 from diabetes_service.http import HTTPError, Request, Response, encode_json
 from diabetes_service.openapi_models import FeatureModels
 from diabetes_service.protocols.base import Body, Protocol, Route, message_of, ref
+from diabetes_service.protocols.v2_columns import accepted
 from diabetes_service.protocols.v2_dataplane import ModelNotFound, ModelNotReady, Tensor, V2DataPlane
 from diabetes_service.protocols.v2_tensors import DTYPES, from_json, from_raw, json_data, to_raw
 from diabetes_service.state import NOT_READY_HEADERS, ServiceState
@@ -304,9 +307,11 @@ class V2RestProtocol(Protocol):
         blobs: list[bytes] = []
         for tensor in answer.outputs:
             entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+            if tensor.parameters:
+                entry["parameters"] = tensor.parameters
             if binary_outputs(tensor.name):
                 raw = to_raw(tensor.data)
-                entry["parameters"] = {"binary_data_size": len(raw)}
+                entry["parameters"] = {**tensor.parameters, "binary_data_size": len(raw)}
                 blobs.append(raw)
             else:
                 entry["data"] = json_data(tensor.data)
@@ -338,18 +343,12 @@ class V2RestProtocol(Protocol):
         """The wire models (unknown keys ignored, as KServe's and Triton's servers do), the request
         narrowed to what the served model surely accepts: one FP64 [1, n_features] tensor. Every other
         numeric datatype, row count and the one-tensor-per-feature form are accepted too, but a schema
-        cannot tie the data's length to the shape."""
-        width = core.n_features
-        number = Annotated[float, Field(allow_inf_nan=False, json_schema_extra={"format": "double"})]
-        matrix = create_model(
-            "RequestInput",
-            __doc__=f"One row of the {width} features, in order: {', '.join(core.feature_names)}.",
-            name=(str, ...),
-            shape=(Annotated[list[int], Field(json_schema_extra={"enum": [[1, width]]})], ...),
-            datatype=(Literal["FP64"], ...),
-            parameters=(Parameters | None, None),
-            data=(Annotated[list[number], Field(min_length=width, max_length=width)], ...),
-        )
+        cannot tie the data's length to the shape. A model with typed columns: one input per column,
+        of its datatype, its values of the column's JSON type (the categories as an enum)."""
+        if core.typed:
+            inputs: Any = _column_inputs(core, features)
+        else:
+            inputs = Annotated[list[_matrix_input(core)], Field(min_length=1, max_length=1)]  # type: ignore[misc]
         output = create_model(
             "RequestOutput",
             name=(Literal[core.methods], ...),  # type: ignore[valid-type]
@@ -360,7 +359,7 @@ class V2RestProtocol(Protocol):
             __doc__=InferenceRequest.__doc__,
             id=(str | None, None),
             parameters=(InferenceParameters | None, None),
-            inputs=(Annotated[list[matrix], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
+            inputs=(inputs, ...),
             outputs=(list[output] | None, None),  # type: ignore[valid-type]
         )
         return [
@@ -513,10 +512,46 @@ def _validation_error(exc: ValidationError) -> HTTPError | ScoringError:
     return ScoringError(message.removeprefix(f"{field}: "), field)
 
 
+def _matrix_input(core: ScoringCore) -> type[BaseModel]:
+    width = core.n_features
+    number = Annotated[float, Field(allow_inf_nan=False, json_schema_extra={"format": "double"})]
+    return create_model(
+        "RequestInput",
+        __doc__=f"One row of the {width} features, in order: {', '.join(core.feature_names)}.",
+        name=(str, ...),
+        shape=(Annotated[list[int], Field(json_schema_extra={"enum": [[1, width]]})], ...),
+        datatype=(Literal["FP64"], ...),
+        parameters=(Parameters | None, None),
+        data=(Annotated[list[number], Field(min_length=width, max_length=width)], ...),
+    )
+
+
+def _column_inputs(core: ScoringCore, features: FeatureModels) -> Any:
+    """One input per typed column (any order): a model per column, told apart by its name."""
+    models = []
+    for i, (feature, column, value) in enumerate(zip(core.features, core.column_types, features.values, strict=True)):
+        model = create_model(
+            f"ColumnInput{i}",
+            __doc__=f"Column {feature.name} ({'optional ' * feature.optional}{feature.type}): one value per row.",
+            name=(Literal[feature.name], ...),
+            shape=(Annotated[list[int], Field(min_length=1, max_length=2)], ...),
+            datatype=(Literal[accepted(column)], ...),  # type: ignore[valid-type]
+            parameters=(Parameters | None, None),
+            data=(Annotated[list[value], Field(min_length=1)], ...),  # type: ignore[valid-type]
+        )
+        models.append(Annotated[model, Tag(feature.name)])
+    one = Annotated[Union[tuple(models)], Discriminator("name")]  # type: ignore[valid-type]  # noqa: UP007
+    width = core.n_features
+    return Annotated[list[one], Field(min_length=width, max_length=width)]  # type: ignore[valid-type]
+
+
 def _example(core: ScoringCore) -> dict[str, Any]:
     row = list(core.example_rows[0])
-    return {
-        "id": "42",
-        "inputs": [{"name": "input-0", "shape": [1, core.n_features], "datatype": "FP64", "data": row}],
-        "outputs": [{"name": method} for method in core.methods],
-    }
+    if core.typed:
+        inputs = [
+            {"name": f.name, "shape": [1], "datatype": accepted(t)[0], "data": [value]}
+            for f, t, value in zip(core.features, core.column_types, row, strict=True)
+        ]
+    else:
+        inputs = [{"name": "input-0", "shape": [1, core.n_features], "datatype": "FP64", "data": row}]
+    return {"id": "42", "inputs": inputs, "outputs": [{"name": method} for method in core.methods]}

@@ -66,14 +66,16 @@ def from_json(datatype: str, shape: Sequence[int], data: Any, field: str) -> np.
     """JSON tensor data (flat or nested, row-major) to an array of `shape`.
 
     Numeric datatypes take JSON numbers only: strings (even numeric ones) and booleans are refused,
-    as on every other protocol of the service; BOOL takes booleans, BYTES strings."""
+    as on every other protocol of the service; BOOL takes booleans, BYTES strings (or null: the
+    missing value of an optional typed column, which the core refuses anywhere else)."""
     dtype_of(datatype, f"{field}.datatype")
     count = element_count(shape, f"{field}.shape")
     if not isinstance(data, list):
         raise ScoringError("must be a list of the tensor's elements", f"{field}.data")
     if datatype == "BYTES":
         flat = _flatten(data)
-        bad = next((i for i, v in enumerate(flat) if not isinstance(v, str)), None)
+        # null too: the missing value of an optional typed column (the core refuses it anywhere else).
+        bad = next((i for i, v in enumerate(flat) if not (v is None or isinstance(v, str))), None)
         if bad is not None:
             raise ScoringError("must be a string (datatype BYTES)", f"{field}.data[{bad}]")
         values = np.empty(len(flat), dtype=object)
