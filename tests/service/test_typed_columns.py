@@ -42,7 +42,7 @@ def typed_model(tmp_path_factory):
 
     frame, target = _training_frame()
     # The datetime column enters the model as its day of the year (a lambda: saved by value).
-    day = FunctionTransformer(lambda x: x.apply(lambda column: column.dt.dayofyear).to_numpy(dtype=float))
+    day = FunctionTransformer(lambda x: x.apply(lambda column: column.dt.day_of_year).to_numpy(dtype=float))
     columns = ColumnTransformer(
         [
             ("day", day, ["when"]),
