@@ -96,10 +96,7 @@ class ScoringApp:
             ),
             Route("GET", "/metrics", self._metrics, owner, summary="Prometheus metrics"),
             Route("GET", "/docs", self._docs_page, owner, public=docs_public, documented=False),
-            *(
-                Route("GET", path, self._asset, owner, public=docs_public, documented=False)
-                for path in self.docs.assets
-            ),
+            *(Route("GET", path, self._asset, owner, public=docs_public, documented=False) for path in self.docs.paths),
         ]
         secret = self.settings.webhook_secret
         if secret is not None:  # MLflow's registry webhook: not part of any scoring protocol's description

@@ -91,6 +91,7 @@ def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
         app,
         loop="uvloop",
         http=HeaderLimitedProtocol,  # httptools, with a header deadline and size cap (slowloris, huge headers)
+        ws="none",  # no WebSocket route: "auto" imported wsproto and websockets, ~50 ms per worker start
         lifespan="on",
         access_log=False,  # the app writes its own JSON access log
         proxy_headers=False,  # nothing here reads the client address that middleware would rewrite
