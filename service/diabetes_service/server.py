@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from diabetes_service import board
+from diabetes_service import board, process_env
 from diabetes_service.board import WorkerBoard
 from diabetes_service.cgroup import cpu_limit
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
@@ -288,6 +288,7 @@ def serve(settings: ServiceSettings) -> int:
     it is, completed here only with what the supervisor decides (worker count, port, shared files).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    process_env.apply()  # `diabetes serve` did already; here for other callers, and the children
     workdir = Path(tempfile.mkdtemp(prefix="diabetes-serve-"))
     try:
         if not needs_mlflow(settings.model_uri):
