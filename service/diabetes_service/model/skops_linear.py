@@ -40,10 +40,12 @@ REGRESSORS = frozenset(
         "sklearn.linear_model._coordinate_descent.ElasticNet",
     }
 )
-# The only other types and loaders a readable file may name: the state's dict, its JSON scalars
-# and strings, and numpy arrays and scalars.
-OTHER_TYPES = frozenset({"builtins.dict", "builtins.str", "builtins.tuple", "numpy.ndarray", "numpy.float64"})
-LOADERS = frozenset({"ObjectNode", "DictNode", "JsonNode", "NdArrayNode", "TupleNode"})
+# The only other types and loaders a readable file may name: the state's dict (with the list of its
+# keys' type, str), its JSON scalars and strings, and numpy arrays and scalars.
+OTHER_TYPES = frozenset(
+    {"builtins.dict", "builtins.list", "builtins.str", "builtins.tuple", "numpy.ndarray", "numpy.float64"}
+)
+LOADERS = frozenset({"ObjectNode", "DictNode", "ListNode", "TypeNode", "JsonNode", "NdArrayNode", "TupleNode"})
 SCHEMA = "schema.json"
 MAX_SCHEMA_BYTES = 1 << 20  # a linear model's schema is a few KiB
 
@@ -104,7 +106,7 @@ def _type_names(node: Any) -> set[str] | None:
             if (name not in REGRESSORS and name not in OTHER_TYPES) or item.get("__loader__") not in LOADERS:
                 return None
             names.add(name)
-        stack.extend(value for key, value in item.items() if key in ("content", "shape"))
+        stack.extend(item.values())  # every value, of nodes and of plain dicts (the state's attributes)
     return names
 
 
