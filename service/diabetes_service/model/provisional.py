@@ -31,10 +31,11 @@ def provisional_model(plan: Plan, folder: Path, policy: TrustPolicy) -> Resolved
     import yaml
 
     from diabetes_service import linear
+    from diabetes_service.loading import parse_mlmodel
     from diabetes_service.model import skops_linear
 
     try:
-        mlmodel = yaml.safe_load((Path(located.path) / "MLmodel").read_text())
+        mlmodel = parse_mlmodel((Path(located.path) / "MLmodel").read_text())
         found = skops_linear.read(Path(located.path), mlmodel, digest, policy) if isinstance(mlmodel, dict) else None
         if found is None:
             return None
