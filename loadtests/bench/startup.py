@@ -165,6 +165,9 @@ class Bench:
                     str(self._port),
                     "--workers",
                     workers,
+                    # gRPC on, as by default, but on a free port: the default 8081 may be taken here.
+                    "--grpc-port",
+                    str(free_port()),
                 ]
                 env = clean_env(
                     DIABETES_HOME=str(store.home),
