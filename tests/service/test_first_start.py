@@ -108,6 +108,14 @@ def test_everything_else_is_left_to_the_preparation_child(tmp_path, example_data
     assert read(pickled) is None  # a pickle is never opened here
     assert read(ridge, TrustPolicy(sha256="0" * 64)) is None  # a pin it does not match
 
+    # Saved with another major version of scikit-learn: the load refuses it, so this does not read it.
+    other_major = tmp_path / "other-major"
+    shutil.copytree(ridge, other_major)
+    mlmodel = (other_major / "MLmodel").read_text()
+    (other_major / "MLmodel").write_text(re.sub(r"sklearn_version: \S+", "sklearn_version: 0.24.2", mlmodel))
+    assert read(other_major) is None
+    assert read(other_major, TrustPolicy(allow_version_mismatch=True)) is not None
+
     two_targets = Ridge().fit(frame, np.column_stack([y, y]))
     assert read(save_mlflow(two_targets, tmp_path / "two-targets", x)) is None
 

@@ -11,8 +11,9 @@ What is read, and only that: skops' `schema.json` describes every object of the 
 naming its type and how it loads. A file is read here only when its tree has exactly the expected
 shape: one object of a class below, whose state holds JSON scalars and numpy arrays stored as
 `.npy` members (read with `allow_pickle=False`: nothing in the file is ever executed or imported).
-Every type it names passes the same trust policy as skops' own loading (trust.py), and a pinned
-digest must match. Anything else, including any doubt, returns None: the child prepares it as before.
+Every type it names passes the same trust policy as skops' own loading (trust.py), a pinned
+digest must match, and so must the scikit-learn version rule (versions.py). Anything else,
+including any doubt, returns None: the child prepares it as before.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def read(
     if policy.sha256 is not None and digest != policy.sha256.lower():
         return None  # the child refuses it, with the reason
     from diabetes_service.loading import _features_of_signature, _input_example
+    from diabetes_service.versions import check_version, saved_with
+
+    try:  # the load's rule too: saved with another major version of scikit-learn, the child refuses it
+        check_version(saved_with(folder, mlmodel), policy.allow_version_mismatch)
+    except ModelLoadError:
+        return None
 
     features = _features_of_signature(mlmodel.get("signature"))
     if not features:
