@@ -131,6 +131,9 @@ def build_settings(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diabetes_service import process_env
+
+    process_env.apply()  # before anything imports numpy or builds a pydantic model
     from diabetes_service.errors import ModelLoadError
     from diabetes_service.protocols.v2_grpc_schema import SchemaMissing
     from diabetes_service.server import serve

@@ -25,6 +25,7 @@ def serve_one(sock: object) -> None:
         app,
         loop="uvloop",
         http="httptools",
+        ws="none",  # as our workers: neither serves WebSockets
         lifespan="off",
         access_log=False,
         proxy_headers=False,

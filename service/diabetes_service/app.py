@@ -61,6 +61,7 @@ class ScoringApp:
         self.concurrency_limit = None if limit is None else -(-limit // max(1, settings.workers or 1))
         self.generation = 0  # of the model this worker serves (board.py)
         self.swapping = False
+        self.on_warm: Callable[[], None] | None = None  # called once, from the load thread, when first warm
         # The first protocol answers for paths no protocol serves.
         self.protocols: list[Protocol] = [
             AzureMLProtocol(self.state, self._describe),
@@ -96,10 +97,7 @@ class ScoringApp:
             ),
             Route("GET", "/metrics", self._metrics, owner, summary="Prometheus metrics"),
             Route("GET", "/docs", self._docs_page, owner, public=docs_public, documented=False),
-            *(
-                Route("GET", path, self._asset, owner, public=docs_public, documented=False)
-                for path in self.docs.assets
-            ),
+            *(Route("GET", path, self._asset, owner, public=docs_public, documented=False) for path in self.docs.paths),
         ]
         secret = self.settings.webhook_secret
         if secret is not None:  # MLflow's registry webhook: not part of any scoring protocol's description
@@ -167,6 +165,9 @@ class ScoringApp:
             self.state.model_name, self.state.model_version, self.state.runner.calls, core.identity.sha256
         )
         log.info("model %s version %s ready (%s)", self.state.model_name, self.state.model_version, core.model_class)
+        if self.on_warm is not None:  # the first time only: what waited for the model (worker.py's gRPC)
+            on_warm, self.on_warm = self.on_warm, None
+            on_warm()
 
     def follow_generation(self) -> None:
         """On the event loop, each tick: swap in the version the supervisor announced, if it is new."""

@@ -15,6 +15,7 @@ from importlib import import_module
 # (on by default: the spec's grpc_port).
 MODULES = (
     "diabetes_cli.main",
+    "diabetes_service.process_env",
     "diabetes_service.server",
     "diabetes_service.worker",
     "diabetes_service.loading",

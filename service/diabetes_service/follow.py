@@ -9,6 +9,10 @@ answers its warm-up, compiles) with the same features is announced: each worker 
 swaps it in between requests. One that fails, or whose features differ (unless
 `follow_schema_changes`), is refused: the old version keeps serving, and the log and
 `diabetes_model_swaps_total{outcome}` say why.
+
+A first start may serve a provisional model (model/provisional.py) until the first preparation has
+verified it: until then a failure stops the service as a first one does, and a verified form that
+answers differently replaces it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class ModelFollower:
         self.metrics = metrics
         self.generation = 0
         self.current: ResolvedModel | None = None
+        self.unverified: ResolvedModel | None = None  # the provisional model served, until verified
         self.refused: set[str] = set()
         self.preparation: Preparation | None = None
         self.check_requested = False
@@ -74,7 +79,7 @@ class ModelFollower:
 
     def _collect(self) -> None:
         assert self.preparation is not None
-        first = self.current is None
+        first = self.current is None or self.unverified is not None
         try:
             resolved = self.preparation.outcome()
         except Unchanged:
@@ -90,11 +95,19 @@ class ModelFollower:
             if self.preparation is None:
                 self._schedule()
             return
-        self.preparation = None
         settings = self.settings
         resolved = replace(
             resolved, name=settings.model_name or resolved.name, version=settings.model_version or resolved.version
         )
+        if resolved.provisional:  # the preparation goes on: its outcome is the verification
+            log.info("%s version %s: artifact sha256 %s", resolved.name, resolved.version, resolved.sha256)
+            self._announce(resolved)
+            self.unverified = self.current
+            return
+        self.preparation = None
+        if self.unverified is not None:
+            self._verify(resolved)
+            return
         if first:
             log.info("%s version %s: artifact sha256 %s", resolved.name, resolved.version, resolved.sha256)
             self._announce(resolved)
@@ -114,6 +127,23 @@ class ModelFollower:
             self._count("swapped")
             self._announce(resolved)
         self._schedule()
+
+    def _verify(self, verified: ResolvedModel) -> None:
+        from diabetes_service.model.provisional import same_answers
+
+        provisional, self.unverified = self.unverified, None
+        assert provisional is not None
+        if same_answers(provisional, verified):
+            log.info("%s version %s: verified, scikit-learn gives the answers served", verified.name, verified.version)
+            return
+        log.error(
+            "%s version %s: scikit-learn's answers differ from those read from the artifact's arrays;"
+            " swapping in the verified form",
+            verified.name,
+            verified.version,
+        )
+        self._count("swapped")
+        self._announce(verified)
 
     def _announce(self, resolved: ResolvedModel) -> None:
         if self.current is None:

@@ -51,14 +51,20 @@ def load_model(path: str | Path, policy: TrustPolicy = STRICT) -> LoadedModel:
     return _load_bare_pickle(file, policy)
 
 
+def parse_mlmodel(text: str) -> Any:
+    """An MLmodel file's YAML, with libyaml's parser where PyYAML has it (~0.7 ms against ~5 ms in
+    pure Python: the supervisor and every worker read the file on their way to the first answer)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+
+
 def model_file(path: Path) -> Path | None:
     """The one file that holds the estimator: what is loaded, hashed and pinned."""
     if path.is_file():
         return path
     if (path / "MLmodel").is_file():
-        import yaml
-
-        flavor = (yaml.safe_load((path / "MLmodel").read_text()).get("flavors") or {}).get("sklearn") or {}
+        flavor = (parse_mlmodel((path / "MLmodel").read_text()).get("flavors") or {}).get("sklearn") or {}
         return path / flavor.get("pickled_model", "model.pkl")
     return next((path / name for name in BARE_PICKLE_NAMES if (path / name).is_file()), None)
 
@@ -98,7 +104,7 @@ def _load_mlflow_folder(folder: Path, policy: TrustPolicy) -> LoadedModel:
     import yaml
 
     try:
-        mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+        mlmodel = parse_mlmodel((folder / "MLmodel").read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ModelLoadError(f"unreadable MLmodel file: {exc}") from exc
     flavor = (mlmodel.get("flavors") or {}).get("sklearn")

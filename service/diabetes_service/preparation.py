@@ -3,12 +3,14 @@
 First the prepared-model cache (resolution.plan): a model prepared before is ready at once, with
 no child at all. Otherwise a child resolves a registry URI and imports MLflow and scikit-learn,
 which takes seconds; while it runs the supervisor must still take a stop signal and stop at once,
-so it polls this child like a worker.
+so it polls this child like a worker. Meanwhile a linear model read from its artifact's arrays
+(model/provisional.py) is served at once, until the child has verified it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import tempfile
 import time
@@ -18,6 +20,8 @@ from pathlib import Path
 from diabetes_service.errors import ModelLoadError
 from diabetes_service.resolution import Plan, ResolvedModel, plan, preparation_command, preparation_outcome, report
 from diabetes_service.trust import TrustPolicy
+
+log = logging.getLogger("diabetes_service.model")
 
 PREPARE_TIMEOUT_SECONDS = 120
 
@@ -30,6 +34,7 @@ class Preparation:
         self.uri = uri
         self.deadline = time.monotonic() + PREPARE_TIMEOUT_SECONDS
         self.proc: subprocess.Popen | None = None
+        self.provisional: ResolvedModel | None = None  # handed out once, before the child's outcome
         # The cache for a start; a check for a new version (`skip`) always asks, in the child.
         self.plan = Plan(None, uri) if skip else plan(uri, tracking_uri, policy)
         if self.plan.ready is not None:
@@ -40,6 +45,10 @@ class Preparation:
         self._out = (workdir / "prepare.out").open("w+")
         self._err = (workdir / "prepare.err").open("w+")
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)
+        if not skip:  # a first preparation: the child has started, the arrays are read meanwhile
+            from diabetes_service.model.provisional import provisional_model
+
+            self.provisional = provisional_model(self.plan, workdir / "provisional", policy)
 
     @property
     def pid(self) -> int | None:
@@ -48,8 +57,17 @@ class Preparation:
     def outcome(self) -> ResolvedModel | None:
         """The prepared model once the child is done, None while it runs.
 
-        Raises ModelLoadError if it failed, Unchanged if the URI resolved to a skipped version.
+        Raises ModelLoadError if it failed, Unchanged if the URI resolved to a skipped version. A
+        provisional model comes first, while the child still runs: its outcome follows.
         """
+        if self.provisional is not None:
+            resolved, self.provisional = self.provisional, None
+            log.info(
+                "model %s: served from its artifact's arrays (sha256 %s) while scikit-learn verifies them",
+                self.uri,
+                resolved.sha256,
+            )
+            return resolved
         if self.proc is None:
             assert self.plan.ready is not None
             report(self.uri, self.plan.ready)

@@ -49,8 +49,10 @@ def read_pyfunc(model_path: str | None, recorded: str | None = None) -> PyfuncFa
     if mlmodel is not None and mlmodel.is_file():
         import yaml
 
+        from diabetes_service.loading import parse_mlmodel
+
         try:
-            document = yaml.safe_load(mlmodel.read_text()) or {}
+            document = parse_mlmodel(mlmodel.read_text()) or {}
         except (OSError, yaml.YAMLError):
             document = {}
         flavor = (document.get("flavors") or {}).get("python_function") or {}

@@ -5,9 +5,9 @@ Why our own and not uvicorn's `Multiprocess` or gunicorn's arbiter, whose design
 heartbeat per worker; a dedicated exit status for a worker that cannot boot):
 - both share one listening socket between the workers, and we measured per-worker SO_REUSEPORT
   sockets at twice the req/s under keep-alive load (listeners.py);
-- both start workers only once the app can be imported; here workers are forked while the model
-  is still being prepared (the preparation child starts first), from a supervisor that has
-  imported their modules, so a worker starts with its libraries loaded.
+- both start workers only once the app can be imported; here workers are forked before the model
+  is even looked up, from a supervisor that has imported their modules, so a worker starts with
+  its libraries loaded while the model is found in the cache or prepared.
 What is ours is therefore tested under faults (tests/faults): a stop signal at any moment (start-up,
 preparation, a restart's backoff) stops the service within the grace period; a dead worker's
 socket dies with it, and its replacement listens only once warm; a worker whose heartbeat stops
@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from diabetes_service import board
+from diabetes_service import board, process_env
 from diabetes_service.board import WorkerBoard
 from diabetes_service.cgroup import cpu_limit
 from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
@@ -233,8 +233,6 @@ class Supervisor:
         """Until every worker has stopped; raises ModelLoadError when the model could not be served."""
         self._watch_signals()
         try:
-            # The preparation child, when one is needed, starts first: it has the most to import.
-            self.model.start()
             # Workers are forked from a supervisor that has imported their modules already: each
             # starts with them, instead of every worker importing the same ~0.2 s of modules at once
             # on shared cores (restarts measured ~30% nearer the constant app's time to an answer).
@@ -242,6 +240,11 @@ class Supervisor:
 
             for index in range(len(self.slots)):
                 self.spawn(index, first=True)
+            # Then the model, while the workers start their servers: from the prepared-model cache
+            # (PyYAML's import, hashing the artifact: ~50 ms) it is announced by the time they wait
+            # for it; a first start's linear model is served from its arrays meanwhile
+            # (model/provisional.py), so the preparation child starting this late costs no answer.
+            self.model.start()
             self._follow(time.monotonic())  # from the prepared-model cache it is ready now, not a tick later
             while True:
                 for signum in self._signals(TICK_SECONDS):
@@ -288,6 +291,7 @@ def serve(settings: ServiceSettings) -> int:
     it is, completed here only with what the supervisor decides (worker count, port, shared files).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    process_env.apply()  # `diabetes serve` did already; here for other callers, and the children
     workdir = Path(tempfile.mkdtemp(prefix="diabetes-serve-"))
     try:
         if not needs_mlflow(settings.model_uri):

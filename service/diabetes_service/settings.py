@@ -4,23 +4,28 @@ Values come from `diabetes serve` flags, else `DIABETES_*` environment variables
 deployment spec (`--spec`), else the defaults below. The object validated once is the only source:
 the supervisor hands it to every worker it forks as it is, completed only with what the supervisor
 itself decides (worker count, bound port, the files it shares with its workers).
+
+The environment is read by one validator here rather than by pydantic-settings: its import cost
+every start ~70 ms before the first worker could fork, for the one source we use (prefixed
+variables, names case-insensitive, a keyword argument winning over a variable).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Annotated
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+ENV_PREFIX = "DIABETES_"
 DEFAULT_MODEL_URI = "models:/diabetes_model@champion"
 PLACEHOLDER_KEY_PREFIX = "REPLACE-ME"
 FOLLOWABLE = re.compile(r"^models:/[^/@]+(@[^/]+|/latest)/?$")
 
 
-class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DIABETES_", extra="ignore", frozen=True)
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     model_uri: str = DEFAULT_MODEL_URI
     host: str = "127.0.0.1"
@@ -41,7 +46,7 @@ class ServiceSettings(BaseSettings):
     metrics_dir: str | None = None  # where each worker leaves a snapshot of its metrics for the others
 
     # Primary first, then secondary; comma-separated in DIABETES_API_KEYS.
-    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    api_keys: tuple[SecretStr, ...] = ()
     private_docs: bool = Field(default=False, description="require a key for /swagger.json and /docs too")
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
@@ -63,7 +68,7 @@ class ServiceSettings(BaseSettings):
         pattern=r"^[0-9a-fA-F]{64}$",
         description="the artifact file's sha256: a pickle that matches loads",
     )
-    trusted_types: Annotated[tuple[str, ...], NoDecode] = Field(
+    trusted_types: tuple[str, ...] = Field(
         default=(), description="types a skops artifact may name beyond scikit-learn, numpy and scipy"
     )
     allow_version_mismatch: bool = Field(
@@ -80,6 +85,23 @@ class ServiceSettings(BaseSettings):
     heartbeat_timeout_seconds: float = Field(
         default=5.0, gt=0, description="a worker whose event loop is silent this long is killed and replaced"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_under_arguments(cls, values: Any) -> Any:
+        """Each field not given as an argument from its `DIABETES_<NAME>` variable, if set (any case).
+
+        Variables hold strings, validated as the arguments are (the comma-separated lists by their
+        own validators below); unknown `DIABETES_*` variables are ignored, as unknown arguments are.
+        """
+        if not isinstance(values, dict):
+            return values
+        found: dict[str, str] = {}
+        for name, value in os.environ.items():
+            field = name.upper().removeprefix(ENV_PREFIX).lower()
+            if name.upper().startswith(ENV_PREFIX) and field in cls.model_fields:
+                found[field] = value
+        return {**found, **values}
 
     @field_validator("model_sha256", mode="before")
     @classmethod

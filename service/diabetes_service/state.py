@@ -24,6 +24,7 @@ class ServiceState:
     runner: PredictionRunner | None = None  # set with `core`
     warm: bool = False  # loaded and has answered a warm-up prediction
     draining: bool = False  # SIGTERM received: finish what is in flight, take nothing new
+    grpc_listening: bool = True  # False while a gRPC port is configured but its server not yet up (worker.py)
     model_name: str = field(init=False)
     model_version: str = field(init=False)
 
@@ -47,7 +48,7 @@ class ServiceState:
     @property
     def ready(self) -> bool:
         """Ready for traffic: this worker and, under the supervisor, every other listening one is warm."""
-        if not self.warm or self.draining:
+        if not self.warm or self.draining or not self.grpc_listening:
             return False
         return board.current is None or board.current[0].all_warm()
 

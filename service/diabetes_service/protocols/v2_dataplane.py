@@ -19,7 +19,7 @@ by the model's methods (`predict`, `predict_proba`, `decision_function`); none r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,12 @@ class InferAnswer:
     method: str  # of the first output, for the metrics and the access log
 
 
+@cache
 def _server_version() -> str:
+    """Read when first asked, not by every worker at start-up: finding the installed distribution
+    (importlib.metadata, email's parser) cost each worker ~40 ms before its first answer."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(SERVER_NAME)
     except PackageNotFoundError:  # run from a source tree without installing it
@@ -75,7 +80,6 @@ class V2DataPlane:
     def __init__(self, state: ServiceState, extensions: tuple[str, ...] = ()) -> None:
         self.state = state
         self.extensions = list(extensions)
-        self._version = _server_version()
         self._metadata: tuple[ScoringCore, dict[str, Any]] | None = None
 
     # -- health and metadata -------------------------------------------------------------------
@@ -87,7 +91,7 @@ class V2DataPlane:
         return self.state.ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": self._version, "extensions": self.extensions}
+        return {"name": SERVER_NAME, "version": _server_version(), "extensions": self.extensions}
 
     def model_ready(self, name: str, version: str | None) -> bool:
         """Whether the model is ready for inference here; an unknown name or version: ModelNotFound."""
