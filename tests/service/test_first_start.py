@@ -119,6 +119,16 @@ def test_everything_else_is_left_to_the_preparation_child(tmp_path, example_data
     two_targets = Ridge().fit(frame, np.column_stack([y, y]))
     assert read(save_mlflow(two_targets, tmp_path / "two-targets", x)) is None
 
+    # Fitted on the columns in another order than the signature's: scikit-learn maps them by name,
+    # the arrays alone would not.
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(ridge, shuffled)
+    rewrite_schema(
+        shuffled,
+        lambda schema: schema["content"]["content"]["feature_names_in_"]["content"].reverse(),
+    )
+    assert read(shuffled) is None
+
     # A file naming any type beyond the few expected: refused, whatever the trust policy says.
     foreign = tmp_path / "foreign"
     shutil.copytree(ridge, foreign)

@@ -81,7 +81,7 @@ def read(
             if names is None:
                 return None
             trusted_skops_types(names, policy)
-            compiled = _regressor(schema, archive, len(features))
+            compiled = _regressor(schema, archive, [feature.name for feature in features])
     except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, ModelLoadError):
         return None
     if compiled is None:
@@ -117,12 +117,15 @@ def _type_names(node: Any) -> set[str] | None:
     return names
 
 
-def _regressor(schema: dict, archive: zipfile.ZipFile, width: int) -> LinearRegressor | None:
+def _regressor(schema: dict, archive: zipfile.ZipFile, names: list[str]) -> LinearRegressor | None:
+    width = len(names)
     name = f"{schema.get('__module__')}.{schema.get('__class__')}"
     state = schema.get("content") or {}
     if name not in REGRESSORS or schema.get("__loader__") != "ObjectNode" or state.get("__loader__") != "DictNode":
         return None
     attributes = state.get("content") or {}
+    if "feature_names_in_" in attributes and _names(attributes["feature_names_in_"]) != names:
+        return None  # fitted on columns in another order than the signature's: scikit-learn maps them
     coef = _array(attributes.get("coef_"), archive)
     intercept = _array(attributes.get("intercept_"), archive)
     count = _json(attributes.get("n_features_in_"))
@@ -144,6 +147,17 @@ def _array(node: Any, archive: zipfile.ZipFile) -> np.ndarray | None:
     if node.get("__loader__") != "NdArrayNode" or node.get("type") != "numpy":
         return None
     return np.load(io.BytesIO(archive.read(node["file"])), allow_pickle=False)
+
+
+def _names(node: Any) -> list[str] | None:
+    """A fitted model's `feature_names_in_` (an object array skops stores as JSON strings)."""
+    if not isinstance(node, dict) or node.get("__loader__") != "NdArrayNode" or node.get("type") != "json":
+        return None
+    items = node.get("content")
+    if not isinstance(items, list):
+        return None
+    values = [_json(item) for item in items]
+    return values if all(isinstance(value, str) for value in values) else None
 
 
 def _json(node: Any) -> Any:
