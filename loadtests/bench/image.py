@@ -33,3 +33,21 @@ def run_command(tag: str, spec_path: Path, port: int) -> list[str]:
 
     args = [arg for arg in docker.run_args(load_spec(spec_path), tag, port=port) if arg != "--detach"]
     return [docker.docker_bin(), *args]
+
+
+def constant_command(tag: str, spec_path: Path, port: int, repo: Path, workers: int) -> list[str]:
+    """The same `docker run`, but the container runs the constant-reply app (the repository's
+    loadtests mounted read-only) after the same byte-code seeding as the image's own command."""
+    command = run_command(tag, spec_path, port)
+    image = command.pop()
+    script = (
+        "cp -R /opt/pycache/. /tmp/pycache/ 2>/dev/null; "
+        f"exec /opt/venv/bin/python3 -m loadtests.bench.constant_server --host 0.0.0.0 --port 8080 --workers {workers}"
+    )
+    return [
+        *command,
+        "--volume", f"{repo / 'loadtests'}:/bench/loadtests:ro",
+        "--env", "PYTHONPATH=/bench",
+        "--entrypoint", "/bin/sh",
+        image, "-c", script,
+    ]  # fmt: skip
