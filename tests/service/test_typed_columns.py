@@ -27,7 +27,7 @@ def _training_frame() -> tuple[pd.DataFrame, np.ndarray]:
             "region": rng.choice(["north", "south"], n).astype(object),
         }
     )
-    target = frame["when"].dt.dayofyear * 0.1 + frame["visits"] * 2 + frame["weight"].astype(float) * 0.5
+    target = frame["when"].dt.day_of_year * 0.1 + frame["visits"] * 2 + frame["weight"].astype(float) * 0.5
     return frame, target.to_numpy()
 
 
