@@ -19,10 +19,9 @@ from diabetes_deploy.kubernetes import (
     CONTAINER_PORT,
     KEYS_ENV,
     SECRET_KEY,
+    container_resources,
     container_security,
-    cpu_quantity,
     labels,
-    memory_quantity,
     probe,
     secret_name,
 )
@@ -72,16 +71,7 @@ def inference_service(spec: DeploymentSpec, image: str) -> dict[str, Any]:
         "runtime": runtime_name(spec),
         "protocolVersion": "v2",
         "env": env,
-        "resources": {
-            "requests": {
-                "cpu": cpu_quantity(spec.resources.cpu_cores),
-                "memory": memory_quantity(spec.resources.memory_gb),
-            },
-            "limits": {
-                "cpu": cpu_quantity(spec.resources.cpu_limit),
-                "memory": memory_quantity(spec.resources.memory_limit_gb),
-            },
-        },
+        "resources": container_resources(spec),
         "readinessProbe": probe("/health/ready", spec.probes.readiness, port=CONTAINER_PORT),
         "livenessProbe": probe("/", spec.probes.liveness, port=CONTAINER_PORT),
     }

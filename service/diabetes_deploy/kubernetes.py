@@ -76,8 +76,9 @@ def container_ports(spec: DeploymentSpec) -> list[dict[str, Any]]:
     return ports
 
 
-def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
-    resources: dict[str, Any] = {
+def container_resources(spec: DeploymentSpec) -> dict[str, Any]:
+    """The spec's requests and limits as a container's `resources` (Deployment and KServe predictor)."""
+    return {
         "requests": {
             "cpu": cpu_quantity(spec.resources.cpu_cores),
             "memory": memory_quantity(spec.resources.memory_gb),
@@ -87,6 +88,10 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             "memory": memory_quantity(spec.resources.memory_limit_gb),
         },
     }
+
+
+def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
+    resources = container_resources(spec)
     env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in serving_environment(spec).items()]
     if spec.auth.enabled:
         env.append({"name": KEYS_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec), "key": SECRET_KEY}}})

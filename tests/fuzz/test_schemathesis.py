@@ -8,21 +8,17 @@ and no route open without the key. DIABETES_FUZZ_SECONDS sets the budget per mod
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import BIN, REPO
+from tests.fuzz.runner import run_schemathesis
 
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
-SCHEMATHESIS = str(BIN / "schemathesis")
 KEY = "fuzz-primary-key"
-BUDGET_SECONDS = int(os.environ.get("DIABETES_FUZZ_SECONDS", "20"))
 # Well under what the budget gives on the 2-core machine (~1,300 cases in 20 s, ~200 when other work
 # shares the cores): a run that generated fewer did not really fuzz.
 MIN_CASES = 50
@@ -34,9 +30,8 @@ def test_every_check_holds_on_generated_requests(task: str, service, embedded_st
     uri = f"models:/{trained['model_name']}/{trained['model_version']}"
     env = {**embedded_store.env, "DIABETES_API_KEYS": KEY}
     with service(uri, env=env, workers=2) as svc:
-        done = subprocess.run(
+        done = run_schemathesis(
             [
-                SCHEMATHESIS,
                 "--config-file",
                 str(HERE / "schemathesis.toml"),
                 "run",
@@ -45,17 +40,9 @@ def test_every_check_holds_on_generated_requests(task: str, service, embedded_st
                 "all",
                 "--header",
                 f"Authorization: Bearer {KEY}",
-                "--max-time",
-                str(BUDGET_SECONDS),
-                "--request-timeout",
-                "10",
             ],
-            cwd=tmp_path,  # its own files (.hypothesis, reports) stay out of the repository
-            env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(REPO)},
-            capture_output=True,
-            text=True,
-            timeout=BUDGET_SECONDS * 4 + 120,
-            check=False,
+            tmp_path,
+            {"SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"},
         )
         alive = svc.proc.poll() is None
     output = done.stdout + done.stderr

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import BIN, REPO
+from tests.fuzz.runner import run_schemathesis
 
 pytestmark = pytest.mark.slow
 
-SCHEMATHESIS = str(BIN / "schemathesis")
 MLSERVER = "1.7.1"
 DOCUMENT = "mlserver/rest/openapi/dataplane.json"
 SERVED = (
@@ -43,7 +42,6 @@ SERVED = (
     "/v2/models/{model_name}/versions/{model_version}/infer",
 )
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-BUDGET_SECONDS = int(os.environ.get("DIABETES_FUZZ_SECONDS", "20"))
 
 
 def _cache() -> Path:
@@ -98,28 +96,8 @@ def test_mlserver_v2_document_against_our_routes(task: str, service, embedded_st
     document = tmp_path / "dataplane.json"
     document.write_text(json.dumps(for_our_service(mlserver_document(), name, version)))
     with service(f"models:/{name}/{version}", env=embedded_store.env, workers=2) as svc:
-        done = subprocess.run(
-            [
-                SCHEMATHESIS,
-                "run",
-                str(document),
-                "--url",
-                svc.url,
-                "--mode",
-                "positive",
-                "--checks",
-                CHECKS,
-                "--max-time",
-                str(BUDGET_SECONDS),
-                "--request-timeout",
-                "10",
-            ],
-            cwd=tmp_path,
-            env={**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(REPO)},
-            capture_output=True,
-            text=True,
-            timeout=BUDGET_SECONDS * 4 + 120,
-            check=False,
+        done = run_schemathesis(
+            ["run", str(document), "--url", svc.url, "--mode", "positive", "--checks", CHECKS], tmp_path
         )
         alive = svc.proc.poll() is None
     output = done.stdout + done.stderr

@@ -56,20 +56,13 @@ def test_docs_page_loads_only_its_own_assets(svc):
 
 def _rendered(url: str, profile) -> str:
     """The page's DOM once Swagger UI's JavaScript has run, in headless Chromium."""
-    # Every host name but loopback fails to resolve: the page must render with no internet at all.
+    from tests.support.chromium import FLAGS  # loopback only: the page must render with no internet
+
     done = subprocess.run(
         [
             "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *FLAGS,
             f"--user-data-dir={profile}",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             "--virtual-time-budget=10000",
             "--dump-dom",
             url,
