@@ -49,6 +49,8 @@ class ModelRef(_Strict):
     allow_pickle: bool = False  # load pickle-based artifacts (they run code when loaded)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")  # pin the artifact file
     trusted_types: tuple[str, ...] = ()  # skops types beyond scikit-learn, numpy and scipy
+    # Serve a model saved with another major version of scikit-learn (refused by default).
+    allow_version_mismatch: bool = False
 
     @field_validator("name")
     @classmethod
@@ -327,6 +329,8 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         values["model_sha256"] = spec.model.sha256
     if spec.model.trusted_types:
         values["trusted_types"] = ",".join(spec.model.trusted_types)
+    if spec.model.allow_version_mismatch:
+        values["allow_version_mismatch"] = True
     return values
 
 

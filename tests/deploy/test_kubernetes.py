@@ -207,6 +207,21 @@ def test_the_pods_environment_applies_every_serving_setting_of_the_spec(tmp_path
     assert settings.grpc_port == 9001
 
 
+def test_the_specs_version_mismatch_allowance_reaches_the_pod(tmp_path: Path) -> None:
+    """A model saved with another major scikit-learn: the spec's `model.allow_version_mismatch`
+    is the pod's (and the Docker container's) DIABETES_ALLOW_VERSION_MISMATCH, which the service reads."""
+    from diabetes_service.settings import ServiceSettings
+
+    spec = tmp_path / "mismatch.yaml"
+    spec.write_text("name: old-model\nmodel: {name: diabetes_model, version: 3, allow_version_mismatch: true}\n")
+    proc = deploy_kubernetes(tmp_path / "out", spec=spec, keys="a-key")
+    assert proc.returncode == 0, proc.stderr
+    pod = load_dir(tmp_path / "out")["deployment.yaml"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["DIABETES_ALLOW_VERSION_MISMATCH"] == "True"
+    assert ServiceSettings(allow_version_mismatch=env["DIABETES_ALLOW_VERSION_MISMATCH"]).allow_version_mismatch
+
+
 def test_a_following_pod_serves_the_registrys_alias_with_credentials_from_a_secret(tmp_path: Path) -> None:
     spec = tmp_path / "follow.yaml"
     spec.write_text(
