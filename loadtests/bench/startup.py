@@ -24,6 +24,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -60,6 +61,10 @@ class Scenario:
     # After the first answer, untimed: wait until this holds (given the round's number) before stopping.
     settle: Callable[[int], bool] | None = None
     seconds: list[float] = field(default_factory=list)
+    # Per round, how the service says it found its model: "cache" (the prepared-model cache),
+    # "arrays" (a linear skops artifact served while scikit-learn verifies it), "prepared" (prepared
+    # at this start) or "" (no such line: the constant app, a container).
+    found_by: list[str] = field(default_factory=list)
     # The scenario whose time the ratio is taken against: the constant app started the same way
     # (a container for a container, so `docker run`'s own ~0.4 s counts on both sides).
     peer: str = "constant"
@@ -147,6 +152,7 @@ class Bench:
                 port = self.port_for(scenario)
                 seconds = self.first_answer(scenario, port, round_no)
                 scenario.seconds.append(seconds)
+                scenario.found_by.append(found_by(self.workdir / f"{scenario.key}-{round_no}.log"))
                 progress(f"round {round_no + 1}: {scenario.label}: first answer after {seconds:.3f} s")
         return scenarios
 
@@ -301,6 +307,16 @@ def _stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived their parent
 
 
+def found_by(log: Path) -> str:
+    """How the service's start-up lines say it found its model (`resolution.report`, `preparation`)."""
+    text = log.read_text(errors="replace")
+    if "from the prepared-model cache" in text:
+        return "cache"
+    if "served from its artifact's arrays" in text:
+        return "arrays"
+    return "prepared" if re.search(r"model \S+: prepared", text) else ""
+
+
 def _tail(log: Path) -> str:
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no output"
@@ -391,7 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({s.key: {"label": s.label, "seconds": s.seconds} for s in scenarios}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {s.key: {"label": s.label, "seconds": s.seconds, "found_by": s.found_by} for s in scenarios},
+                indent=2,
+            )
+        )
     if not passed:
         progress("a target was missed (FAIL above): on a shared machine, repeat and compare the ratios")
     return 0

@@ -111,9 +111,15 @@ def test_startup_run_times_every_start_to_a_correct_answer(tmp_path: Path) -> No
     assert any(label.endswith("@champion, version seen before") for label in labels)
     for row in rows:
         assert re.match(r"^(PASS|FAIL|)$", row[-1]), row
-    seconds = {key: value["seconds"][0] for key, value in json.loads(out_json.read_text()).items()}
-    assert all(value > 0 for value in seconds.values())
-    # Every start was checked against the model's own answer; the cache is what makes a restart
-    # (no scikit-learn) quicker than a first start (which imports it), whatever the neighbours do.
-    assert seconds["local-restart"] < seconds["local-first"]
-    assert seconds["version-seen"] < seconds["version-first"]
+    measured = json.loads(out_json.read_text())
+    assert all(value["seconds"][0] > 0 for value in measured.values())
+    # Every start was checked against the model's own answer. Which start came from the cache is
+    # read from the service's own start-up line, not from timings: a first start of a linear skops
+    # model is about as quick as a restart, so their order on a busy machine proves nothing.
+    found_by = {key: value["found_by"][0] for key, value in measured.items()}
+    assert found_by["local-first"] == "arrays"  # the worked example is a linear skops model
+    assert found_by["local-restart"] == "cache"
+    assert found_by["version-first"] == "prepared"  # downloaded from the registry by the child
+    assert found_by["version-seen"] == "cache"
+    assert found_by["alias"] == "cache"
+    assert found_by["constant"] == ""
