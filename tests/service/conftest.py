@@ -21,11 +21,14 @@ def _save(model, folder: Path) -> Path:
 def slow_models(tmp_path_factory: pytest.TempPathFactory, example_data: ExampleData) -> dict[str, Path]:
     import pandas as pd
 
-    from tests.service.slow_models import SlowishRidge, SlowToLoadRidge, SlowToPredictRidge
+    from tests.service.slow_models import BrieflySlowToLoadRidge, SlowishRidge, SlowToLoadRidge, SlowToPredictRidge
 
     frame = pd.DataFrame(example_data.x_train, columns=FEATURES)
     return {
         "load": _save(SlowToLoadRidge(alpha=0.03).fit(frame, example_data.y_train), tmp_path_factory.mktemp("l")),
+        "brief-load": _save(
+            BrieflySlowToLoadRidge(alpha=0.03).fit(frame, example_data.y_train), tmp_path_factory.mktemp("b")
+        ),
         "predict": _save(SlowToPredictRidge(alpha=0.03).fit(frame, example_data.y_train), tmp_path_factory.mktemp("p")),
         "slowish": _save(SlowishRidge(alpha=0.03).fit(frame, example_data.y_train), tmp_path_factory.mktemp("s")),
     }

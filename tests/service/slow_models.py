@@ -17,6 +17,13 @@ class SlowToLoadRidge(Ridge):
         super().__setstate__(state)
 
 
+class BrieflySlowToLoadRidge(SlowToLoadRidge):
+    """Unpickled twice at a first start (the preparation child verifies it, then each worker loads
+    it), so 3 s made ~9 s to warm: too near the 10 s a scoring call waits for a loading worker."""
+
+    LOAD_SECONDS = 1.0
+
+
 class SlowToPredictRidge(Ridge):
     """Every prediction takes PREDICT_SECONDS, so that requests are in flight when SIGTERM comes."""
 

@@ -14,7 +14,7 @@ from tests.support.processes import DIABETES, free_port, start, stop, wait_http
 
 
 def test_readiness_is_503_until_the_model_is_loaded_and_warm(service, slow_models, repo_on_path, example_data):
-    svc = service(str(slow_models["load"]), env=repo_on_path)
+    svc = service(str(slow_models["brief-load"]), env=repo_on_path)
     svc.proc = start(
         [DIABETES, "serve", "--model-uri", svc.model_uri, "--port", str(svc.port), "--workers", "1"],
         env=svc.env,
