@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 
 import pytest
 import requests
@@ -54,65 +53,50 @@ def test_docs_page_loads_only_its_own_assets(svc):
         assert requests.get(svc.url + asset, timeout=5).status_code == 200, asset
 
 
-def _rendered(url: str, profile) -> str:
-    """The page's DOM once Swagger UI's JavaScript has run, in headless Chromium."""
-    from tests.support.chromium import FLAGS  # loopback only: the page must render with no internet
-
-    done = subprocess.run(
-        [
-            "chromium",
-            *FLAGS,
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done.stdout
-
-
 NO_CHROMIUM = "Debian's chromium is installed by `make test`"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason=NO_CHROMIUM)
-def test_docs_render_in_headless_chromium_offline(svc, tmp_path):
-    dom = _rendered(svc.url + "/docs", tmp_path / "profile")
+def test_docs_render_in_headless_chromium_offline(svc):
+    from tests.support.browser import chromium_page
+
+    with chromium_page() as page:
+        page.goto(svc.url + "/docs")
+        # Rendered by Swagger UI's JavaScript from /swagger.json, so present only if the page really ran.
+        page.get_by_text("Features, in order: age (double), sex (double), bmi (double)", exact=False).wait_for()
+        dom = page.content()
     assert "swagger-ui" in dom
     assert "/score" in dom
     assert "/invocations" in dom  # every protocol's routes, from the one document
     assert "Authorize" in dom  # the Bearer scheme's button, since keys are on
-    # Rendered by Swagger UI's JavaScript from /swagger.json, so present only if the page really ran.
-    assert "Features, in order: age (double), sex (double), bmi (double)" in dom
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason=NO_CHROMIUM)
 def test_the_rendered_page_shows_a_typed_models_categories(tmp_path):
     """A mixed-type pipeline (issue 16): its encoder's categories, an enum in /swagger.json, are shown
     on the page Swagger UI renders, once the row schema and the column are opened as a reader would."""
-    from tests.support.chromium import Chromium
+    from tests.support.browser import chromium_page
     from tests.support.mixed import save_mixed_model
     from tests.support.service import ServiceProcess
 
     save_mixed_model(tmp_path / "mixed")
-    row = "document.querySelector('#model-Row')"
     with (
         ServiceProcess(str(tmp_path / "mixed"), log=tmp_path / "s.log", ready_timeout=120) as mixed,
-        Chromium(tmp_path / "profile") as browser,
+        chromium_page() as page,
     ):
-        browser.open(mixed.url + "/docs")
-        info = browser.wait_for("document.querySelector('.info') && document.querySelector('.info').innerText")
-        assert "Features, in order: smoker (string), age (long), active (boolean), bmi (double), note (string)" in info
-        browser.wait_for(f"{row} !== null")
-        assert "former" not in browser.evaluate(f"{row}.innerText")  # collapsed: nothing rendered yet
+        page.goto(mixed.url + "/docs")
+        info = page.locator(".info")
+        info.wait_for()
+        assert "Features, in order: smoker (string), age (long), active (boolean), bmi (double), note (string)" in (
+            info.inner_text()
+        )
+        row = page.locator("#model-Row")
+        row.wait_for()
+        assert "former" not in row.inner_text()  # collapsed: nothing rendered yet
         # Open the Row schema, its first property (smoker), then the enum's list, as a reader clicks them.
-        browser.evaluate(f"{row}.querySelector('button.model-box-control').click()")
-        browser.wait_for(f"{row}.querySelector('tr.property-row button.model-box-control') !== null")
-        browser.evaluate(f"{row}.querySelector('tr.property-row button.model-box-control').click()")
-        browser.wait_for(f"{row}.querySelector('.prop-enum button') !== null")
-        browser.evaluate(f"{row}.querySelector('.prop-enum button').click()")
-        text = browser.wait_for(f"{row}.innerText.includes('former') && {row}.innerText")
+        row.locator("button.model-box-control").first.click()
+        row.locator("tr.property-row button.model-box-control").first.click()
+        row.locator(".prop-enum button").first.click()
+        row.get_by_text("former").first.wait_for()
+        text = row.inner_text()
     assert re.search(r"smoker\*\s+string\s+Enum:.*former.*no.*yes", text, re.DOTALL), text
