@@ -170,6 +170,8 @@ class AzureMLProtocol(Protocol):
 class Predictions(RootModel[list[float | list[float]]]):
     """One entry per row: a number (predict) or a list of class probabilities (predict_proba)."""
 
+    model_config = ConfigDict(defer_build=True)
+
 
 def _example(core: ScoringCore) -> dict[str, Any]:
     # Feature-keyed rows: the Swagger page then shows every feature name in the example body.

@@ -55,11 +55,14 @@ ACCEPTED_TYPES = ("", "application/json", "application/octet-stream")
 
 ParameterValue = StrictStr | StrictBool | StrictInt | StrictFloat
 
+# The wire models below are built on their first use (`defer_build`), as diabetes_client.schema's are:
+# a worker does not build V2's validators before its first answer, whatever protocol that is.
+
 
 class Parameters(BaseModel):
     """Key/value parameters: strings, numbers or booleans."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     __pydantic_extra__: dict[str, ParameterValue] = Field(init=False)  # type: ignore[assignment]
 
 
@@ -82,7 +85,7 @@ class OutputParameters(Parameters):
 
 
 class RequestInput(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, defer_build=True)
 
     name: str
     shape: list[Annotated[int, Field(ge=0)]]
@@ -92,7 +95,7 @@ class RequestInput(BaseModel):
 
 
 class RequestOutput(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, defer_build=True)
 
     name: str
     parameters: OutputParameters | None = None
@@ -101,7 +104,7 @@ class RequestOutput(BaseModel):
 class InferenceRequest(BaseModel):
     """Body of `POST /v2/models/{name}[/versions/{version}]/infer` (the JSON part, with the binary extension)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, defer_build=True)
 
     id: str | None = None
     parameters: InferenceParameters | None = None
@@ -110,6 +113,8 @@ class InferenceRequest(BaseModel):
 
 
 class ResponseOutput(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     shape: list[int]
     datatype: str
@@ -120,6 +125,8 @@ class ResponseOutput(BaseModel):
 class InferenceResponse(BaseModel):
     """Answer of an inference request."""
 
+    model_config = ConfigDict(defer_build=True)
+
     model_name: str
     model_version: str | None = None
     id: str | None = None
@@ -128,6 +135,8 @@ class InferenceResponse(BaseModel):
 
 
 class MetadataTensor(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     datatype: str
     shape: list[int]
@@ -137,6 +146,8 @@ class MetadataTensor(BaseModel):
 class MetadataModelResponse(BaseModel):
     """A model's metadata: its input (the feature names in its parameters) and its outputs, one per method."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     versions: list[str] | None = None
     platform: str
@@ -145,26 +156,36 @@ class MetadataModelResponse(BaseModel):
 
 
 class MetadataServerResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     version: str
     extensions: list[str]
 
 
 class LiveResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     live: bool
 
 
 class ReadyResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     ready: bool
 
 
 class ModelReadyResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     ready: bool
 
 
 class V2Error(BaseModel):
     """Body of every V2 error."""
+
+    model_config = ConfigDict(defer_build=True)
 
     error: str
 
@@ -395,7 +416,7 @@ class _CommonRequest(TypedDict):
     its numbers already checked to be numbers (no booleans, no strings). Never an error of its own:
     whatever it refuses goes through InferenceRequest, which words the error."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True, defer_build=True)  # type: ignore[misc]
     id: NotRequired[str]
     inputs: list[_CommonTensor]
     outputs: NotRequired[list[_CommonOutput]]
