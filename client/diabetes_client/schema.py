@@ -25,8 +25,8 @@ from pydantic import (
 )
 
 # Every model and adapter here is built on its first use, not at import (`defer_build`): a service
-# worker starts without building validators for bodies it may never see, and answers its first request
-# after a restart ~60 ms sooner (`python -m loadtests.bench.startup`).
+# worker starts without building validators for bodies it may never see. With the protocols' models,
+# deferred likewise, a restart answers ~0.1 s sooner (`python -m loadtests.bench.startup`).
 DEFERRED = ConfigDict(defer_build=True)
 
 # The scoring methods, named here once for the client, the core and every protocol.
