@@ -13,10 +13,10 @@ $(BIN)/diabetes: pyproject.toml
 	touch $@
 
 # The Open Inference Protocol's gRPC schema, written once from tritonclient (the `grpc` extra) so
-# that the workers build their messages without importing it (protocols/v2_grpc_schema.py).
-SCHEMA := service/diabetes_service/protocols/v2_grpc_schema.binpb
+# that the workers build their messages without importing it (protocols/v2/grpc_schema.py).
+SCHEMA := service/diabetes_service/protocols/v2/grpc_schema.binpb
 $(SCHEMA): $(BIN)/diabetes
-	$(BIN)/python -m diabetes_service.protocols.v2_grpc_schema $@
+	$(BIN)/python -m diabetes_service.protocols.v2.grpc_schema $@
 
 install: $(BIN)/diabetes $(SCHEMA)
 

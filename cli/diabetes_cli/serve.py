@@ -131,12 +131,12 @@ def build_settings(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diabetes_service import process_env
+    from diabetes_service.supervisor import process_env
 
     process_env.apply()  # before anything imports numpy or builds a pydantic model
     from diabetes_service.errors import ModelLoadError
-    from diabetes_service.protocols.v2_grpc_schema import SchemaMissing
-    from diabetes_service.server import serve
+    from diabetes_service.protocols.v2.grpc_schema import SchemaMissing
+    from diabetes_service.supervisor.supervisor import serve
 
     settings = build_settings(args)
     try:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from diabetes_service.listeners import Listeners
+from diabetes_service.supervisor.listeners import Listeners
 from loadtests.bench.constant_app import app
 
 

@@ -84,7 +84,7 @@ def model_repository(folder: Path, estimator_file: Path, model_name: str, model_
 
 DUMP = """
 import sys, joblib
-from diabetes_service.loading import load_model
+from diabetes_service.model.loading import load_model
 joblib.dump(load_model(sys.argv[1]).estimator, sys.argv[2])
 """
 

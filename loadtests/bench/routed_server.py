@@ -17,10 +17,10 @@ from typing import Any
 
 import uvicorn
 
-from diabetes_service.app import ScoringApp
-from diabetes_service.listeners import Listeners
 from diabetes_service.protocols.base import Protocol, Route
 from diabetes_service.settings import ServiceSettings
+from diabetes_service.supervisor.listeners import Listeners
+from diabetes_service.transport.app import ScoringApp
 from loadtests.bench.constant_server import run_forked
 
 

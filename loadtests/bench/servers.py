@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -79,14 +80,14 @@ def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log:
 
 
 def baseline(store: Store, model_uri: str, workers: int, cache: Path, source: Path) -> Server:
-    """`diabetes serve` running another checkout's service code (`source`/service first on PYTHONPATH,
-    ahead of this checkout's editable install): the peer for an A/B comparison of a change."""
+    """`diabetes serve` running another checkout's code (its `service`, `cli` and `client` folders first
+    on PYTHONPATH, ahead of this checkout's editable install, so that a change that moves modules is
+    compared whole): the peer for an A/B comparison of a change."""
     base = ours(store, model_uri, workers, cache)
+    source = Path(source).resolve()
+    path = os.pathsep.join(str(source / part) for part in ("service", "cli", "client"))
     return replace(
-        base,
-        key="baseline",
-        label=f"diabetes serve, service code of {source}",
-        env={**base.env, "PYTHONPATH": str(Path(source).resolve() / "service")},
+        base, key="baseline", label=f"diabetes serve, code of {source}", env={**base.env, "PYTHONPATH": path}
     )
 
 

@@ -9,7 +9,7 @@ every scenario; the table gives the median per scenario and its ratio to the con
 median in the same run, which is what the targets are checked on.
 
 Every server starts with its Python byte-code compiled, as an installed package (pip compiles at
-install) or the image (diabetes_service.bytecode) has it: the repository's sources are compiled
+install) or the image (diabetes_service.supervisor.bytecode) has it: the repository's sources are compiled
 once before the first start, since a development environment with PYTHONDONTWRITEBYTECODE=1 would
 otherwise compile our ~60 modules (~0.15 s) on every start, and the constant app's two not at all.
 A first start is left running, untimed, until its model is prepared (verified and in the cache),
@@ -279,7 +279,7 @@ def compile_sources() -> None:
 def expected_prediction(folder: Path, rows: list[list[float]]) -> float:
     """The model's own prediction for `rows[0]`, computed with scikit-learn in a child process."""
     code = (
-        "import json, sys; from diabetes_service.loading import load_model; import numpy as np; "
+        "import json, sys; from diabetes_service.model.loading import load_model; import numpy as np; "
         "m = load_model(sys.argv[1]).estimator; print(float(m.predict(np.array(json.loads(sys.argv[2])))[0]))"
     )
     done = subprocess.run(

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from diabetes_deploy.errors import DeployError
 from diabetes_deploy.spec import DeploymentSpec, serving_environment
-from diabetes_service.loading import BARE_PICKLE_NAMES, model_file
-from diabetes_service.trust import sha256_of
+from diabetes_service.model.loading import BARE_PICKLE_NAMES, model_file
+from diabetes_service.model.trust import sha256_of
 
 CONTAINER_PORT = 8080
 # The project itself is built from the sources; the build backend follows pyproject.toml's own pins.
@@ -143,8 +143,8 @@ def resolve_model(model_uri: str, dest: Path, tracking_uri: str | None = None) -
     except ImportError:
         raise DeployError("resolving a models:/ URI needs MLflow (pip install 'diabetes-scoring[trainer]')") from None
     from diabetes_service.errors import ModelLoadError
-    from diabetes_service.resolution import resolve_registry
-    from diabetes_service.tracking_uri import resolve_tracking_uri
+    from diabetes_service.model.resolution import resolve_registry
+    from diabetes_store.tracking_uri import resolve_tracking_uri
 
     try:  # the service's own resolver, so deploy pins and caches exactly as serve does
         resolved = resolve_registry(model_uri, resolve_tracking_uri(tracking_uri))
@@ -181,8 +181,8 @@ def prepare_model(model: Path, cache: Path, digest: str, trusted_types: tuple[st
     A model that cannot be served fails the deployment now, before the image is built.
     """
     from diabetes_service.errors import ModelLoadError
-    from diabetes_service.preparation import prepare_into
-    from diabetes_service.trust import TrustPolicy
+    from diabetes_service.model.preparation import prepare_into
+    from diabetes_service.model.trust import TrustPolicy
 
     (cache / "prepared").mkdir(parents=True)  # the image copies it even when the model did not compile
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 # The SLOs the load test gates on; alerts hold production to the same numbers.
 SLO_FILE = Path(__file__).resolve().parents[2] / "loadtests" / "slo.yaml"
-# The histogram's bucket bounds (diabetes_service.metrics.LATENCY_BUCKETS) the latency alerts can name.
+# The histogram's bucket bounds (diabetes_service.observability.metrics.LATENCY_BUCKETS) the latency alerts can name.
 LATENCY_BOUNDS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 REQUESTS = "diabetes_http_requests_total"

@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from diabetes_deploy import monitoring
-from diabetes_service.metrics import LATENCY_BUCKETS
+from diabetes_service.observability.metrics import LATENCY_BUCKETS
 from tests.conftest import run_train
 from tests.deploy.test_kubernetes import deploy_kubernetes
 from tests.support.processes import REPO

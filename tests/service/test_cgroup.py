@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from diabetes_service.cgroup import cpu_limit
+from diabetes_service.supervisor.cgroup import cpu_limit
 
 HOST_CPUS = len(os.sched_getaffinity(0))
 

@@ -201,7 +201,7 @@ def test_a_pinned_version_seen_before_starts_without_the_registry_but_an_alias_a
 
 
 def test_cache_entries_round_trip_and_a_baked_folder_is_read(tmp_path, model_copy, monkeypatch):
-    from diabetes_service import linear
+    from diabetes_service.model.compile import linear
 
     monkeypatch.setenv("DIABETES_MODEL_CACHE", str(tmp_path / "cache"))
     key = prepared.key_of(model_copy)
@@ -307,9 +307,9 @@ def test_a_start_from_the_cache_without_the_mlmodel_file_keeps_its_pyfunc_method
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
-    from diabetes_service.app import ScoringApp
-    from diabetes_service.resolution import ResolvedModel
+    from diabetes_service.model.resolution import ResolvedModel
     from diabetes_service.settings import ServiceSettings
+    from diabetes_service.transport.app import ScoringApp
 
     names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     frame = pd.DataFrame(example_data.x_train, columns=names)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression, Ridge
 
-from diabetes_service.core import ModelIdentity, ScoringCore
-from diabetes_service.loading import Feature, LoadedModel, load_model
-from diabetes_service.trust import TrustPolicy
+from diabetes_service.model.loading import Feature, LoadedModel, load_model
+from diabetes_service.model.trust import TrustPolicy
+from diabetes_service.scoring.core import ModelIdentity, ScoringCore
 from tests.service.slow_models import SlowToPredictRidge
 
 TRUSTED = TrustPolicy(allow_pickle=True)  # the test's own pickle
@@ -66,7 +66,7 @@ def test_a_user_subclass_keeps_its_own_predict(example_data):
 
 
 def test_huge_but_finite_predictions_are_answered_and_overflow_names_its_row(example_model_pkl):
-    from diabetes_service.core import ScoringError
+    from diabetes_service.scoring.core import ScoringError
 
     core = ScoringCore(load_model(example_model_pkl, TRUSTED), ModelIdentity("m", "1"), max_rows=10_000)
     core.warm_up()

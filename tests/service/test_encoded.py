@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diabetes_service.core import ModelIdentity, ScoringCore, ScoringError
-from diabetes_service.encoded import EncodedLinear
-from diabetes_service.loading import Feature, LoadedModel
+from diabetes_service.model.compile.encoded import EncodedLinear
+from diabetes_service.model.loading import Feature, LoadedModel
+from diabetes_service.scoring.core import ModelIdentity, ScoringCore, ScoringError
 
 FEATURES = (
     Feature("city", "string"),

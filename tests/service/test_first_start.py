@@ -21,11 +21,12 @@ import pandas as pd
 import pytest
 import requests
 
-from diabetes_service.linear import LinearRegressor, save
-from diabetes_service.model import prepared, skops_linear
+from diabetes_service.model import prepared
+from diabetes_service.model.compile import skops_linear
+from diabetes_service.model.compile.linear import LinearRegressor, save
 from diabetes_service.model.provisional import same_answers
-from diabetes_service.resolution import ResolvedModel
-from diabetes_service.trust import TrustPolicy, sha256_of
+from diabetes_service.model.resolution import ResolvedModel
+from diabetes_service.model.trust import TrustPolicy, sha256_of
 from tests.conftest import FEATURES
 from tests.service.test_cold_start import HEAVY, mapped_packages, workers_of
 from tests.support.processes import DIABETES, free_port, start, stop, wait_http
@@ -265,10 +266,10 @@ def test_the_cold_path_imports_nothing_it_does_not_need(service, trained_folder,
         """Whether the log records an import of `name` or of a module in it."""
         return re.search(rf"\| +{re.escape(name)}(\.\S+)?\n", text) is not None
 
-    assert imported("diabetes_service.worker")  # the control: imports were recorded
+    assert imported("diabetes_service.supervisor.worker")  # the control: imports were recorded
     unwanted = (*HEAVY, "mlflow", "skops", "pydantic_settings", "swagger_ui_bundle", "wsproto", "websockets")
     assert [name for name in unwanted if imported(name)] == []
-    assert not imported("numpy.random")  # probe rows are fixed values (core.probe_rows)
+    assert not imported("numpy.random")  # probe rows are fixed values (model/probes.py)
     # gRPC's modules are imported once the worker's model is warm, in a thread (worker.py), so they
     # are not before this line: the HTTP side could answer by then.
     warm = text.index(" ready (")

@@ -198,7 +198,7 @@ def test_a_signed_mlflow_webhook_swaps_and_a_forged_one_is_refused(service, tmp_
         # A tracking server is read over its REST API: what the serving image does, without MLflow.
         probe = (
             "import sys, tempfile, os; os.environ['DIABETES_MODEL_CACHE'] = tempfile.mkdtemp();"
-            "from diabetes_service.resolution import resolve_registry;"
+            "from diabetes_service.model.resolution import resolve_registry;"
             f"r = resolve_registry('models:/{MODEL}@champion', '{server.uri}');"
             "print(r.version, os.path.isfile(os.path.join(r.path, 'MLmodel')), 'mlflow' in sys.modules)"
         )

@@ -57,8 +57,8 @@ def test_readiness_turns_503_while_draining(example_model_pkl):
     """The ASGI app itself, driven in-process: once draining, readiness answers 503 at once."""
     import asyncio
 
-    from diabetes_service.app import ScoringApp
     from diabetes_service.settings import ServiceSettings
+    from diabetes_service.transport.app import ScoringApp
 
     app = ScoringApp(ServiceSettings(model_path=str(example_model_pkl), access_log=False))
     app.load()

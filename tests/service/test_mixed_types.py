@@ -203,7 +203,7 @@ def test_diabetes_train_task_pipeline_is_served_with_its_string_and_integer_colu
 
 def test_version_check_warns_on_a_minor_and_refuses_a_major_difference(caplog):
     from diabetes_service.errors import ModelLoadError
-    from diabetes_service.versions import check_version
+    from diabetes_service.model.versions import check_version
 
     with caplog.at_level("WARNING", logger="diabetes_service"):
         check_version("1.7.2", allow_mismatch=False, installed="1.9.1")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diabetes_service.core import INVALID, TOO_MANY_ROWS, ModelIdentity, ScoringCore, ScoringError
-from diabetes_service.loading import load_model
+from diabetes_service.model.loading import load_model
+from diabetes_service.model.trust import TrustPolicy
 from diabetes_service.protocols.base import Protocol, Route, Router
-from diabetes_service.trust import TrustPolicy
+from diabetes_service.scoring.core import INVALID, TOO_MANY_ROWS, ModelIdentity, ScoringCore, ScoringError
 from tests.conftest import FEATURES
 
 

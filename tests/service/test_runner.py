@@ -12,10 +12,10 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from diabetes_service.core import INVALID, ModelIdentity, ScoringCore, ScoringError
-from diabetes_service.loading import Feature, LoadedModel
-from diabetes_service.runner import PredictionRunner, ScoringTimeout
-from diabetes_service.trust import TrustPolicy
+from diabetes_service.model.loading import Feature, LoadedModel
+from diabetes_service.model.trust import TrustPolicy
+from diabetes_service.scoring.core import INVALID, ModelIdentity, ScoringCore, ScoringError
+from diabetes_service.scoring.runner import PredictionRunner, ScoringTimeout
 
 TRUSTED = TrustPolicy(allow_pickle=True)  # the test's own pickle
 
@@ -70,7 +70,7 @@ def score_concurrently(runner: PredictionRunner, matrices: list[np.ndarray]) -> 
 
 
 def test_which_models_gather(pipeline, example_data, example_model_pkl):
-    from diabetes_service.loading import load_model
+    from diabetes_service.model.loading import load_model
 
     trees = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(example_data.x_train, example_data.y_train)
     assert core_for(pipeline).gathers  # scikit-learn's checks cost far more than a few rows

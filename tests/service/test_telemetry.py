@@ -7,8 +7,8 @@ import json
 import select
 import socket
 
-from diabetes_service.accesslog import AccessLog
-from diabetes_service.metrics import Metrics
+from diabetes_service.observability.accesslog import AccessLog
+from diabetes_service.observability.metrics import Metrics
 
 
 def _samples(text: bytes) -> dict[str, float]:

@@ -8,9 +8,9 @@ import secrets
 import pytest
 import requests
 
-from diabetes_service import tracing
-from diabetes_service.app import ScoringApp
+from diabetes_service.observability import tracing
 from diabetes_service.settings import ServiceSettings
+from diabetes_service.transport.app import ScoringApp
 from tests.support.otlp_receiver import OtlpReceiver
 
 SERVER_KIND = 2  # SPAN_KIND_SERVER in OTLP

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from diabetes_service.core import INVALID, TOO_MANY_ROWS, ModelIdentity, ScoringCore, ScoringError
-from diabetes_service.loading import Feature, LoadedModel, load_model
-from diabetes_service.protocols import v2_tensors
-from diabetes_service.protocols.v2_dataplane import ModelNotFound, ModelNotReady, Tensor, V2DataPlane
+from diabetes_service.model.loading import Feature, LoadedModel, load_model
+from diabetes_service.model.trust import TrustPolicy
+from diabetes_service.protocols.v2 import tensors as v2_tensors
+from diabetes_service.protocols.v2.dataplane import ModelNotFound, ModelNotReady, Tensor, V2DataPlane
+from diabetes_service.scoring.core import INVALID, TOO_MANY_ROWS, ModelIdentity, ScoringCore, ScoringError
+from diabetes_service.scoring.state import ServiceState
 from diabetes_service.settings import ServiceSettings
-from diabetes_service.state import ServiceState
-from diabetes_service.trust import TrustPolicy
 from tests.conftest import FEATURES
 
 

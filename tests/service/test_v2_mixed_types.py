@@ -154,8 +154,8 @@ def test_null_where_optional_and_an_unseen_category_over_v2(svc, mixed_model):
 
 def test_every_protocol_in_process_gives_the_models_answers(mixed_model):
     """The app in process, the same rows (a null, an unseen category) through each protocol's body."""
-    from diabetes_service.app import ScoringApp
     from diabetes_service.settings import ServiceSettings
+    from diabetes_service.transport.app import ScoringApp
 
     folder, model, frame = mixed_model
     rows = records(frame.head(7))

@@ -1,4 +1,4 @@
-"""Talking to the tracking store from the trainer; the URI rule is diabetes_service.tracking_uri.
+"""Talking to the tracking store from the trainer; the URI rule is diabetes_store.tracking_uri.
 
 Kept free of MLflow imports so that the CLI can decide the URI before paying for the import.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 # The rule itself lives beside the service, which must not import the trainer.
-from diabetes_service.tracking_uri import (  # noqa: F401 - re-exported for the trainer's callers
+from diabetes_store.tracking_uri import (  # noqa: F401 - re-exported for the trainer's callers
     EMBEDDED_ARTIFACTS_NAME,
     EMBEDDED_DB_NAME,
     embedded_artifact_root,

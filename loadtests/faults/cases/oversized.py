@@ -12,7 +12,7 @@ import json
 import socket
 from pathlib import Path
 
-from diabetes_service.header_limits import MAX_HEADER_BYTES
+from diabetes_service.transport.header_limits import MAX_HEADER_BYTES
 from loadtests.faults.load import score_body
 from loadtests.faults.models import Models
 from loadtests.faults.report import Report

@@ -16,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-from diabetes_service.header_limits import HEADER_TIMEOUT_SECONDS
+from diabetes_service.transport.header_limits import HEADER_TIMEOUT_SECONDS
 from loadtests.faults.load import SPAWN_SECONDS, Generators, fresh_connection_calls, keepalive_calls, score_body
 from loadtests.faults.models import Models
 from loadtests.faults.report import Report

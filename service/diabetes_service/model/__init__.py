@@ -1,1 +1,0 @@
-"""Everything about getting a model ready to serve that is not the scoring itself."""

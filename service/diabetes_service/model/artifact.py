@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diabetes_service.loading import model_file
-from diabetes_service.trust import sha256_of
+from diabetes_service.model.loading import model_file
+from diabetes_service.model.trust import sha256_of
 
 # Files beside the artifact that shape the prepared model too (features from the signature, probe
 # rows from the input example): an entry is reused only while they are unchanged.

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from diabetes_service.resolution import Plan, ResolvedModel
-from diabetes_service.trust import TrustPolicy
+from diabetes_service.model.resolution import Plan, ResolvedModel
+from diabetes_service.model.trust import TrustPolicy
 
 
 def provisional_model(plan: Plan, folder: Path, policy: TrustPolicy) -> ResolvedModel | None:
@@ -30,9 +30,8 @@ def provisional_model(plan: Plan, folder: Path, policy: TrustPolicy) -> Resolved
         return None
     import yaml
 
-    from diabetes_service import linear
-    from diabetes_service.loading import parse_mlmodel
-    from diabetes_service.model import skops_linear
+    from diabetes_service.model.compile import linear, skops_linear
+    from diabetes_service.model.loading import parse_mlmodel
 
     try:
         mlmodel = parse_mlmodel((Path(located.path) / "MLmodel").read_text())
@@ -50,8 +49,8 @@ def provisional_model(plan: Plan, folder: Path, policy: TrustPolicy) -> Resolved
 def same_answers(provisional: ResolvedModel, verified: ResolvedModel) -> bool:
     """Whether the verified form answers as the provisional one: same features, same kind of model,
     the same predictions on the probe rows the preparation uses."""
-    from diabetes_service.core import probe_rows
-    from diabetes_service.linear import answers_agree, load
+    from diabetes_service.model.compile.linear import answers_agree, load
+    from diabetes_service.model.probes import probe_rows
 
     if verified.compiled is None or provisional.compiled is None:
         return False

@@ -25,12 +25,12 @@ from diabetes_client.schema import (
     parse_score_request,
     parse_typed_score_request,
 )
-from diabetes_service.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
-from diabetes_service.http import HTTPError, Request, Response, json_response, text_response
-from diabetes_service.openapi_models import FeatureModels
 from diabetes_service.protocols.base import Body, Protocol, Route, message_of, ref
-from diabetes_service.state import ServiceState
-from diabetes_service.validation import http_error
+from diabetes_service.protocols.http import HTTPError, Request, Response, json_response, text_response
+from diabetes_service.protocols.openapi_models import FeatureModels
+from diabetes_service.protocols.validation import http_error
+from diabetes_service.scoring.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
+from diabetes_service.scoring.state import ServiceState
 
 JSON_MEDIA_TYPES = ("", "application/json")
 SCORING_ERRORS = (400, 408, 413, 415, 422, 503)

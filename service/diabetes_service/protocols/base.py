@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from diabetes_service.core import ScoringCore, ScoringError
-from diabetes_service.http import HTTPError, Request, Response
-from diabetes_service.openapi_models import FeatureModels
+from diabetes_service.protocols.http import HTTPError, Request, Response
+from diabetes_service.protocols.openapi_models import FeatureModels
+from diabetes_service.scoring.core import ScoringCore, ScoringError
 
 Handler = Callable[[Request], Awaitable[Response]]
 

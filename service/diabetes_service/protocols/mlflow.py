@@ -31,11 +31,11 @@ from diabetes_client.schema import (
     TypedValue,
 )
 from diabetes_client.schema_errors import describe
-from diabetes_service.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
-from diabetes_service.http import HTTPError, Request, Response, encode_json
-from diabetes_service.openapi_models import FeatureModels
 from diabetes_service.protocols.base import Body, Protocol, Route, message_of, ref
-from diabetes_service.state import ServiceState
+from diabetes_service.protocols.http import HTTPError, Request, Response, encode_json
+from diabetes_service.protocols.openapi_models import FeatureModels
+from diabetes_service.scoring.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
+from diabetes_service.scoring.state import ServiceState
 
 INPUT_FIELDS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 PARQUET = "application/vnd.apache.parquet"

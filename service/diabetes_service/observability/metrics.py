@@ -1,0 +1,231 @@
+"""Prometheus metrics, added up over every worker process.
+
+A request only adds to plain counters in its own worker's memory. (Prometheus' multiprocess mode
+writes a memory-mapped file under a lock for every sample: four of those per request cost more
+than scoring the model.) Under the supervisor each worker writes a snapshot of its totals to a
+shared folder at most every FLUSH_SECONDS, and `/metrics` adds up every worker's snapshot, dead
+workers' included so that counters never go back; prometheus-client renders the text.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from bisect import bisect_left
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from diabetes_service.observability.later import FlushLater
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+FLUSH_SECONDS = 0.1
+
+log = logging.getLogger("diabetes_service")
+
+
+class Totals:
+    """What one worker has counted since it started."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        # Per route: a count per latency bucket, one for over the last bucket, then the sum of seconds.
+        self.latency: dict[str, list[float]] = {}
+        self.predictions: dict[str, int] = {}
+        self.model_calls: dict[str, int] = {}
+        self.models: set[tuple[str, str]] = set()
+        self.artifacts: set[tuple[str, str, str]] = set()  # (name, version, sha256 of the artifact file)
+        # Kept by the supervisor (restarts.py), in a snapshot of its own.
+        self.worker_restarts: dict[str, int] = {}
+        self.crash_looping = 0
+        self.model_swaps: dict[str, int] = {}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "requests": [[route, status, count] for (route, status), count in self.requests.items()],
+                "latency": self.latency,
+                "predictions": self.predictions,
+                "model_calls": self.model_calls,
+                "models": sorted(self.models),
+                "artifacts": sorted(self.artifacts),
+                "worker_restarts": self.worker_restarts,
+                "crash_looping": self.crash_looping,
+                "model_swaps": self.model_swaps,
+            }
+        )
+
+    def add(self, snapshot: dict) -> None:
+        for route, status, count in snapshot["requests"]:
+            self.requests[(route, status)] = self.requests.get((route, status), 0) + count
+        for route, counts in snapshot["latency"].items():
+            mine = self.latency.setdefault(route, [0] * len(counts))
+            self.latency[route] = [a + b for a, b in zip(mine, counts, strict=True)]
+        _add_counts(self.predictions, snapshot["predictions"])
+        _add_counts(self.model_calls, snapshot["model_calls"])
+        self.models.update((name, version) for name, version in snapshot["models"])
+        self.artifacts.update((name, version, sha) for name, version, sha in snapshot.get("artifacts", []))
+        _add_counts(self.worker_restarts, snapshot.get("worker_restarts", {}))
+        self.crash_looping += snapshot.get("crash_looping", 0)
+        _add_counts(self.model_swaps, snapshot.get("model_swaps", {}))
+
+
+class Metrics:
+    @property
+    def content_type(self) -> bytes:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return CONTENT_TYPE_LATEST.encode()
+
+    def __init__(self, directory: str | None = None, owner: str | None = None) -> None:
+        self.totals = Totals()
+        self._directory = Path(directory) if directory else None
+        owner = owner or str(os.getpid())
+        self._snapshot = self._directory / f"worker-{owner}.json" if self._directory else None
+        self._flush = FlushLater(self.save, FLUSH_SECONDS)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        totals = self.totals
+        key = (route, status)
+        totals.requests[key] = totals.requests.get(key, 0) + 1
+        latency = totals.latency.get(route)
+        if latency is None:
+            latency = totals.latency[route] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # a bucket counts values <= its bound
+        latency[-1] += seconds
+        if self._snapshot is not None:
+            self._flush.request()
+
+    def count_predictions(self, method: str, rows: int) -> None:
+        predictions = self.totals.predictions
+        predictions[method] = predictions.get(method, 0) + rows
+
+    def serving(self, name: str, version: str, model_calls: dict[str, int], sha256: str | None = None) -> None:
+        """A model is loaded (or swapped in): label it, and count its calls from `model_calls` (the runner's)."""
+        self.totals.models = {(name, version)}
+        self.totals.artifacts = {(name, version, sha256)} if sha256 else set()
+        previous = self.totals.model_calls
+        self.totals.model_calls = model_calls
+        for method, count in previous.items():  # counters never go back across a swap
+            model_calls[method] = model_calls.get(method, 0) + count
+        self.save()
+
+    def render(self) -> bytes:
+        # prometheus-client is imported at the first scrape, not at start: ~50 ms off every cold start.
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Exposition(self._gather()))
+        return generate_latest(registry)
+
+    def _gather(self) -> Totals:
+        if self._directory is None:
+            return self.totals
+        self.save()
+        gathered = Totals()
+        for path in self._directory.glob("worker-*.json"):
+            try:
+                gathered.add(orjson.loads(path.read_bytes()))
+            except (OSError, ValueError) as exc:  # a worker's snapshot that cannot be read is left out
+                log.warning("metrics: skipping %s: %s", path.name, exc)
+        return gathered
+
+    def save(self) -> None:
+        """Write this worker's snapshot now (at shutdown, before a scrape); alone, it has none."""
+        if self._snapshot is None:
+            return
+        partial = self._snapshot.with_suffix(".partial")
+        try:
+            partial.write_bytes(self.totals.to_json())
+            os.replace(partial, self._snapshot)  # readers see the old snapshot or the new, never half
+        except OSError as exc:
+            log.warning("metrics: cannot write %s: %s", self._snapshot, exc)
+
+
+class _Exposition:
+    """A prometheus-client collector over gathered totals."""
+
+    def __init__(self, totals: Totals) -> None:
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        totals = self.totals
+        requests = CounterMetricFamily("diabetes_http_requests", "HTTP requests answered", labels=["route", "status"])
+        for (route, status), count in sorted(totals.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "diabetes_http_request_duration_seconds", "Time from request to response", labels=["route"]
+        )
+        for route, counts in sorted(totals.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts[:-1], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([route], buckets, sum_value=counts[-1])
+        yield latency
+        yield _by_method("diabetes_predictions", "Rows scored, by method", totals.predictions)
+        yield _by_method(
+            "diabetes_model_calls",
+            "Calls to the model, by method (fewer than requests when gathered)",
+            totals.model_calls,
+        )
+        model = GaugeMetricFamily(
+            "diabetes_model_info",
+            "The served model (value 1), labelled with its name and version",
+            labels=["name", "version"],
+        )
+        for name, version in sorted(totals.models):
+            model.add_metric([name, version], 1)
+        yield model
+        artifact = GaugeMetricFamily(
+            "diabetes_model_artifact_info",
+            "The served artifact file (value 1), labelled with its sha256: what --model-sha256 pins",
+            labels=["name", "version", "sha256"],
+        )
+        for name, version, sha in sorted(totals.artifacts):
+            artifact.add_metric([name, version, sha], 1)
+        yield artifact
+        yield _labelled(
+            "diabetes_worker_restarts",
+            "Workers replaced by the supervisor, by why the old one ended (exit, signal, heartbeat)",
+            "reason",
+            totals.worker_restarts,
+        )
+        yield _labelled(
+            "diabetes_model_swaps",
+            "New model versions the supervisor prepared, by outcome (swapped, or refused and why)",
+            "outcome",
+            totals.model_swaps,
+        )
+        yield GaugeMetricFamily(
+            "diabetes_workers_crash_looping",
+            "Worker slots that failed several times in a row and wait out a growing backoff",
+            value=totals.crash_looping,
+        )
+
+
+def _add_counts(mine: dict[str, int], theirs: dict[str, int]) -> None:
+    for key, count in theirs.items():
+        mine[key] = mine.get(key, 0) + count
+
+
+def _by_method(name: str, documentation: str, counts: dict[str, int]) -> Metric:
+    return _labelled(name, documentation, "method", counts)
+
+
+def _labelled(name: str, documentation: str, label: str, counts: dict[str, int]) -> Metric:
+    """A counter family with one sample per value of `label`."""
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family

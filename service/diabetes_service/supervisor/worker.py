@@ -1,0 +1,136 @@
+"""One worker process: uvicorn serving the scoring app, with the settings the supervisor validated.
+
+A worker started with the service listens at once on the socket the supervisor opened for its
+slot, so that the probes answer while the model loads. A replacement for a worker that died loads
+the model first and only then opens its own socket: until it is warm the kernel sends new
+connections to the live workers, instead of queueing them on a worker that cannot answer yet.
+
+With a gRPC port, the worker also runs the Open Inference Protocol's gRPC server on the same event
+loop (protocols/v2/grpc.py), started once the worker is warm: its modules (grpclib, protobuf and the
+message classes, ~60-100 ms) are imported in a thread then, off the HTTP side's way to its first
+answer, and the worker reports ready (/health/ready) only once both listen. SIGTERM stops both:
+neither takes new calls, both finish theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures.thread  # noqa: F401 - see below
+import importlib
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+
+# What uvicorn imports only when a worker starts its loop (uvloop) and what the model's load thread
+# needs (PyYAML, threads): imported here, so in the supervisor that workers fork from, once, instead of in every
+# worker at the same moment on shared cores (~40 ms each).
+import uvloop  # noqa: F401
+import yaml  # noqa: F401 - each worker reads the model's MLmodel file (pyfunc.py)
+
+from diabetes_service import board
+from diabetes_service.settings import ServiceSettings
+from diabetes_service.supervisor.listeners import bound
+from diabetes_service.transport.app import ScoringApp
+from diabetes_service.transport.header_limits import HeaderLimitedProtocol
+
+
+class WorkerServer(uvicorn.Server):
+    """uvicorn's server, plus the worker's duties on its 0.1 s tick and at SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, app: ScoringApp) -> None:
+        super().__init__(config)
+        self.scoring_app = app
+        self.supervisor = os.getppid()
+        self.grpc: Any = None  # protocols.v2_grpc.GrpcTransport, with a gRPC port, once it listens
+        self.grpc_starting: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        if app.settings.grpc_port:
+            app.state.grpc_listening = False  # not ready before it is
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+        if self.scoring_app.settings.grpc_port:
+            # From the load thread the moment the model is warm; or now, if it is already (a
+            # replacement loads before it listens; a quick load may have finished meanwhile).
+            self.scoring_app.on_warm = lambda: loop.call_soon_threadsafe(self._start_grpc)
+            if self.scoring_app.state.warm:
+                self._start_grpc()
+
+    def _start_grpc(self) -> None:
+        if self.grpc_starting is None and not self.should_exit:
+            self.grpc_starting = asyncio.get_running_loop().create_task(self._grpc_up())
+
+    async def _grpc_up(self) -> None:
+        # Imported in a thread: the event loop goes on answering HTTP meanwhile.
+        module = await asyncio.to_thread(importlib.import_module, "diabetes_service.protocols.v2.grpc")
+        if self.should_exit:
+            return
+        transport = module.GrpcTransport(self.scoring_app)
+        await transport.start()
+        self.grpc = transport
+        self.scoring_app.state.grpc_listening = True
+        if self.should_exit:  # SIGTERM came while it started
+            transport.stop()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc_starting is not None and not self.grpc_starting.done():
+            self.grpc_starting.cancel()
+        if self.grpc is not None:
+            stopping = self.grpc.stop()  # already under way since SIGTERM: both drain side by side
+            await super().shutdown(sockets)
+            await stopping
+            return
+        await super().shutdown(sockets)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # Readiness turns 503 the moment SIGTERM arrives, before uvicorn stops taking requests;
+        # the slot leaves the heartbeat watch, since a drain stops the ticks that beat.
+        self.scoring_app.state.draining = True
+        if board.current is not None:
+            workers, slot = board.current
+            workers.mark(slot, board.AWAY)
+        if self.grpc is not None and self.loop is not None:
+            # A signal handler runs between any two bytecodes of the loop: hand the stop to the loop.
+            self.loop.call_soon_threadsafe(self.grpc.stop)
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        # The beat comes from the event loop itself: a loop stuck in a model call stops it.
+        if board.current is not None:
+            workers, slot = board.current
+            workers.beat(slot)
+            self.scoring_app.follow_generation()
+        if os.getppid() != self.supervisor and not self.should_exit:
+            # The supervisor is gone (SIGKILL, OOM): nobody would stop or replace this worker.
+            logging.getLogger("diabetes_service").warning("supervisor gone: worker %d drains and stops", os.getpid())
+            self.handle_exit(0, None)
+        return await super().on_tick(counter)
+
+
+def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
+    """Serve until SIGTERM; `sock` None: a replacement, which listens only once warm."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    app = ScoringApp(settings)
+    if sock is None:
+        app.load()
+        sock = bound(settings.host, settings.port)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=HeaderLimitedProtocol,  # httptools, with a header deadline and size cap (slowloris, huge headers)
+        ws="none",  # no WebSocket route: "auto" imported wsproto and websockets, ~50 ms per worker start
+        lifespan="on",
+        access_log=False,  # the app writes its own JSON access log
+        proxy_headers=False,  # nothing here reads the client address that middleware would rewrite
+        log_level="warning",
+        timeout_graceful_shutdown=settings.graceful_timeout_seconds or None,
+        timeout_keep_alive=30,
+        server_header=False,
+        date_header=False,
+    )
+    WorkerServer(config, app).run(sockets=[sock])
