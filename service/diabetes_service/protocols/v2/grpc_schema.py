@@ -20,7 +20,7 @@ from typing import Any
 
 PACKAGE = "inference"
 SERVICE = f"{PACKAGE}.GRPCInferenceService"
-SCHEMA_FILE = Path(__file__).with_name("v2_grpc_schema.binpb")
+SCHEMA_FILE = Path(__file__).with_name("grpc_schema.binpb")  # what `make install` and the image write
 
 
 ADVICE = (
