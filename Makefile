@@ -28,9 +28,11 @@ run: install
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# ruff, then the dependency rules: import-linter's contracts in pyproject.toml (docs/architecture.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --cache-dir .cache/import-linter
 
 test: install system-deps lint
 	bash scripts/docker-session.sh $(BIN)/python -m pytest

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="where the CSV files, report.html and logs go (default loadtests/reports)",
     )
-    parser.add_argument("--slo", type=Path, help="SLO file (default loadtests/slo.yaml)")
+    parser.add_argument("--slo", type=Path, help="SLO file (default loadtests/diabetes_loadtest/slo.yaml)")
     parser.add_argument("--locustfile", type=Path, help="locustfile to run (default loadtests/locustfile.py)")
     parser.add_argument(
         "--workers",

@@ -23,7 +23,7 @@ import diabetes_loadtest
 LOADTESTS_DIR = Path(diabetes_loadtest.__file__).resolve().parent.parent
 LOCUSTFILE = LOADTESTS_DIR / "locustfile.py"
 SATURATION_LOCUSTFILE = LOADTESTS_DIR / "saturation.py"
-DEFAULT_SLO_FILE = LOADTESTS_DIR / "slo.yaml"
+DEFAULT_SLO_FILE = Path(diabetes_loadtest.__file__).resolve().with_name("slo.yaml")  # package data
 DEFAULT_REPORT_DIR = LOADTESTS_DIR / "reports"  # git-ignored
 CSV_PREFIX = "locust"
 HTML_REPORT = "report.html"

@@ -2,10 +2,12 @@
 
 The build context is assembled in a temporary folder (sources, Dockerfile, the spec, the model
 resolved on the host and prepared there as `diabetes serve` would, and wheels the host downloads
-first), so a build needs no network and never writes into the checkout. The prepared form (a linear
-model compiled to numpy arrays and verified) is baked into the image beside the model: a new
-container starts from it without importing scikit-learn. The container gets the spec's CPU and memory, the keys from
-DIABETES_API_KEYS (passed by name, never on a command line), and is ready when /health/ready is.
+first), so a build needs no network and never writes into the checkout. The model is resolved,
+digested and prepared through `diabetes_service.deploy_api`, the service's one public module for
+deploy. The prepared form (a linear model compiled to numpy arrays and verified) is baked into the
+image beside the model: a new container starts from it without importing scikit-learn. The
+container gets the spec's CPU and memory, the keys from DIABETES_API_KEYS (passed by name, never on
+a command line), and is ready when /health/ready is.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pathlib import Path
 
 from diabetes_deploy.errors import DeployError
 from diabetes_deploy.spec import DeploymentSpec, serving_environment
-from diabetes_service.model.loading import BARE_PICKLE_NAMES, model_file
-from diabetes_service.model.trust import sha256_of
+from diabetes_service import deploy_api
+from diabetes_service.deploy_api import BARE_PICKLE_NAMES, model_file
 
 CONTAINER_PORT = 8080
 # The project itself is built from the sources; the build backend follows pyproject.toml's own pins.
@@ -139,20 +141,13 @@ def resolve_model(model_uri: str, dest: Path, tracking_uri: str | None = None) -
     if not model_uri.startswith(("models:/", "runs:/")):
         raise DeployError(f"{model_uri}: no such file or folder, and not a models:/ or runs:/ URI")
     try:
-        from mlflow.exceptions import MlflowException
+        import mlflow  # noqa: F401 - the resolver below downloads with it
     except ImportError:
         raise DeployError("resolving a models:/ URI needs MLflow (pip install 'diabetes-scoring[trainer]')") from None
-    from diabetes_service.errors import ModelLoadError
-    from diabetes_service.model.resolution import resolve_registry
-    from diabetes_store.tracking_uri import resolve_tracking_uri
-
     try:  # the service's own resolver, so deploy pins and caches exactly as serve does
-        resolved = resolve_registry(model_uri, resolve_tracking_uri(tracking_uri))
-    except ModelLoadError as exc:
+        source = deploy_api.resolve_registered(model_uri, tracking_uri)
+    except deploy_api.ModelLoadError as exc:
         raise DeployError(f"cannot resolve {model_uri}: {exc}") from None
-    except MlflowException as exc:
-        raise DeployError(f"cannot resolve {model_uri}: {exc.message.splitlines()[0]}") from None
-    source = Path(resolved.path)
     if not (source / "MLmodel").is_file():
         # Some stores nest the artifacts one folder down: take the folder holding MLmodel.
         nested = next(iter(source.rglob("MLmodel")), None)
@@ -180,14 +175,10 @@ def prepare_model(model: Path, cache: Path, digest: str, trusted_types: tuple[st
 
     A model that cannot be served fails the deployment now, before the image is built.
     """
-    from diabetes_service.errors import ModelLoadError
-    from diabetes_service.model.preparation import prepare_into
-    from diabetes_service.model.trust import TrustPolicy
-
     (cache / "prepared").mkdir(parents=True)  # the image copies it even when the model did not compile
     try:
-        prepare_into(model, cache, TrustPolicy(sha256=digest or None, trusted_types=trusted_types))
-    except ModelLoadError as exc:
+        deploy_api.prepare(model, cache, digest, trusted_types)
+    except deploy_api.ModelLoadError as exc:
         raise DeployError(f"the model cannot be served: {exc}") from None
     # Entries are private to their user on this machine (0700); the image's non-root user reads them.
     for path in (cache / "prepared").rglob("*"):
@@ -230,8 +221,7 @@ def build_context(
         shutil.copy2(root / "docker" / "Dockerfile", ctx / "docker" / "Dockerfile")
         # The model first: a wrong URI fails fast, before any download.
         model = resolve_model(model_uri, ctx / "model", tracking_uri)
-        artifact = model_file(model)
-        digest = sha256_of(artifact) if artifact is not None and artifact.is_file() else ""
+        digest = deploy_api.artifact_digest(model)
         # Then its preparation, before the wheels: a model that cannot be served fails fast too.
         prepare_model(model, ctx / "model-cache", digest, _trusted_types(spec_path))
         shutil.copy2(spec_path, ctx / "deployment.yaml")
@@ -265,10 +255,6 @@ def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, t
     for key, value in build_args.items():
         args += ["--build-arg", f"{key}={value}"]
     docker(*args, str(ctx.path), timeout=timeout)
-
-
-def image_size_bytes(tag: str) -> int:
-    return int(docker("image", "inspect", "--format", "{{.Size}}", tag).strip())
 
 
 def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.0.1", grpc_port: int = 0) -> list[str]:

@@ -1,6 +1,7 @@
 """Alerts and a dashboard as code: Prometheus alerting rules and a Grafana dashboard over /metrics.
 
-Both are built here from the service's metric names and the load-test SLOs (loadtests/slo.yaml),
+Both are built here from the service's metric names and latency buckets (through
+`diabetes_service.deploy_api`) and the load-test SLOs (`diabetes_loadtest`'s slo.yaml, package data),
 shipped in the repository under service/monitoring/ (regenerate with `python -m diabetes_deploy.monitoring
 service/monitoring`; a test keeps them in step), and written by `diabetes deploy kubernetes` as a
 PrometheusRule, a ServiceMonitor and the dashboard's ConfigMap for the Prometheus operator and
@@ -12,13 +13,17 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-# The SLOs the load test gates on; alerts hold production to the same numbers.
-SLO_FILE = Path(__file__).resolve().parents[2] / "loadtests" / "slo.yaml"
-# The histogram's bucket bounds (diabetes_service.observability.metrics.LATENCY_BUCKETS) the latency alerts can name.
-LATENCY_BOUNDS_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The histogram's bucket bounds: the only latencies the alerts can count against.
+from diabetes_service.deploy_api import LATENCY_BUCKETS
+
+# The SLOs the load test gates on; alerts hold production to the same numbers. Package data of the
+# same distribution, so an install outside a checkout reads the same file.
+SLO_FILE = files("diabetes_loadtest") / "slo.yaml"
 
 REQUESTS = "diabetes_http_requests_total"
 DURATION = "diabetes_http_request_duration_seconds"
@@ -33,11 +38,9 @@ class Slo:
     failure_ratio: float = 0.01
 
 
-def load_slo(path: Path = SLO_FILE) -> Slo:
+def load_slo(path: Path | Traversable = SLO_FILE) -> Slo:
     import yaml
 
-    if not path.is_file():  # an installed package without the repository: the shipped defaults
-        return Slo()
     data = yaml.safe_load(path.read_text()) or {}
     fields = {k: float(data[k]) for k in ("p95_ms", "p99_ms", "failure_ratio") if k in data}
     return Slo(**fields)
@@ -45,7 +48,7 @@ def load_slo(path: Path = SLO_FILE) -> Slo:
 
 def _bound(ms: float) -> str:
     seconds = ms / 1000
-    if seconds not in LATENCY_BOUNDS_SECONDS:
+    if seconds not in LATENCY_BUCKETS:
         raise ValueError(f"{ms:g} ms is not a latency bucket bound: the alert could not count against it")
     return f"{seconds:g}"
 

@@ -1,6 +1,6 @@
 """A first start: a linear skops model served from its arrays while scikit-learn verifies it.
 
-The reader (model/skops_linear.py) is checked against scikit-learn's own predictions on real skops
+The reader (model/compile/skops_linear.py) is checked against scikit-learn's own predictions on real skops
 files written by MLflow, and against everything it must leave to the preparation child; the service
 (`diabetes serve`, real processes on loopback) is checked end to end: it answers from the arrays,
 verifies, caches, and stops when the verification fails.

@@ -4,7 +4,7 @@ A model whose signature holds anything but required doubles (a `string`, `long`,
 `boolean`, `datetime` or optional column) is scored through a `Table`: the request's values,
 checked against their column's type and kept column by column. The pandas DataFrame the model is
 fitted on is built from a table only when it is scored, so that requests gathered into one call
-(runner.py) cost one frame, not one each. Every mistake is a `ColumnError` naming the row and the
+(scoring/runner.py) cost one frame, not one each. Every mistake is a `ColumnError` naming the row and the
 column; the core words it as its own ScoringError.
 
 The checks are strict, as a typed signature promises: a long takes JSON integers (not 1.5, not

@@ -2,10 +2,10 @@
 
 Without a prepared form in the cache, the preparation child needs about 2 s (importing scikit-learn
 and skops) before the workers have anything to load. For the linear regressors that
-model/skops_linear.py reads without scikit-learn, the supervisor writes that form into its own
+model/compile/skops_linear.py reads without scikit-learn, the supervisor writes that form into its own
 work folder and announces it at once; the child runs as before (loads the artifact with skops,
 scores probe rows, compiles and compares) and only its verified form enters the cache. When the
-child is done (follow.py):
+child is done (supervisor/follow.py):
 - it compiled the same arithmetic (same features, same answers on probe rows): nothing changes;
 - it did not (a different form, or scikit-learn serves the model itself): its form is announced as
   a new generation, the workers swap it in between requests, and the log says so;
@@ -24,7 +24,7 @@ from diabetes_service.model.trust import TrustPolicy
 
 def provisional_model(plan: Plan, folder: Path, policy: TrustPolicy) -> ResolvedModel | None:
     """The plan's local model, compiled from its artifact's arrays into `folder`; None when it is not
-    one model/skops_linear.py reads (the preparation child's result is then the first one served)."""
+    one model/compile/skops_linear.py reads (the preparation child's result is then the first one served)."""
     located, digest = plan.located, plan.sha256
     if located is None or digest is None or not (Path(located.path) / "MLmodel").is_file():
         return None

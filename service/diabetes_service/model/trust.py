@@ -22,7 +22,6 @@ from diabetes_service.errors import ModelLoadError
 
 # Top-level packages whose types a skops artifact may name without the operator's word.
 ALLOWED_PACKAGES = ("sklearn", "numpy", "scipy", "builtins", "collections")
-PICKLE_FORMATS = ("pickle", "cloudpickle", "joblib")
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,15 @@ named columns), get the model's input from `matrix`, `frame_matrix`, `column_mat
 `typed_columns`) or `checked`, and turn the predictions back into their own format. For a model
 whose signature is all required doubles that input is a float matrix, checked for shape and
 finiteness (the fast path); for any other signature (strings, integers, booleans, datetimes,
-optional columns) it is a `columns.Table` checked value by value against each column's type, which
-becomes the DataFrame the model was fitted on only when it is scored. Every caller mistake found
-here is a `ScoringError`: what is wrong and where, with a kind that each protocol maps to its own
-status; no HTTP here.
+optional columns) it is a `Table` (model/columns.py) checked value by value against each column's
+type, which becomes the DataFrame the model was fitted on only when it is scored. Every caller
+mistake found here is a `ScoringError`: what is wrong and where, with a kind that each protocol
+maps to its own status; no HTTP here.
+
+Before it serves, `warm_up` scores probe rows (model/probes.py; the input example for typed
+columns) with every method, switches to a compiled form (model/compile/) where one gives the
+estimator's answers, and times a call: the runner (scoring/runner.py) gathers requests into one
+call for models slow enough, and runs slow calls in a thread.
 """
 
 from __future__ import annotations

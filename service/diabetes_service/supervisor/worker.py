@@ -45,7 +45,7 @@ class WorkerServer(uvicorn.Server):
         super().__init__(config)
         self.scoring_app = app
         self.supervisor = os.getppid()
-        self.grpc: Any = None  # protocols.v2_grpc.GrpcTransport, with a gRPC port, once it listens
+        self.grpc: Any = None  # protocols.v2.grpc.GrpcTransport, with a gRPC port, once it listens
         self.grpc_starting: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         if app.settings.grpc_port:

@@ -5,7 +5,7 @@ string columns, a `StandardScaler` on numbers, the rest passed through or droppe
 model. Served by scikit-learn, a 1-row call builds a DataFrame and runs every transformer's
 validation: milliseconds for microseconds of arithmetic. Its answer is a sum: each string column's
 category picks one coefficient, each number is centred and scaled. This module computes that sum
-from the core's checked `Table` directly (no DataFrame, no scikit-learn call), and, like the
+from the core's checked `Table` (model/columns.py) directly (no DataFrame, no scikit-learn call), and, like the
 numeric compiler (`linear`), is used only after it gave the estimator's own answers on probe rows:
 the model's input example, each known category in turn, and an unseen one. Anything else
 (another transformer, nulls, a dropped category, infrequent categories) is served by the

@@ -1,7 +1,7 @@
 """The Open Inference Protocol (V2) data plane, shared by the REST and gRPC transports.
 
 It answers the protocol's questions (live, ready, server and model metadata, model ready, infer)
-over the scoring core, with tensors already decoded into numpy (`v2_tensors`), and knows nothing
+over the scoring core, with tensors already decoded into numpy (v2/tensors.py), and knows nothing
 of HTTP or gRPC: each transport decodes its wire form into `Tensor`s, calls this, and encodes the
 answer and the errors its own way. Caller mistakes are the core's `ScoringError` (kind INVALID or
 TOO_MANY_ROWS), an unknown model or version is `ModelNotFound`, a model still loading `ModelNotReady`.
@@ -10,7 +10,7 @@ The model is the one the service serves, under its registered name and version (
 `x-model-name` / `x-model-version`). Inputs are either one `[N, n_features]` tensor of any numeric
 datatype, or one tensor per feature named by the feature, of shape `[N]` or `[N, 1]` (what
 pandas-based V2 clients send). A model with typed columns (strings, integers, booleans...) takes
-only the second form, each tensor of a datatype its column takes (`v2_columns`). Outputs are named
+only the second form, each tensor of a datatype its column takes (v2/columns.py). Outputs are named
 by the model's methods (`predict`, `predict_proba`, `decision_function`); none requested:
 `predict`. An output with one column per class says which, in order, in its parameters
 (`classes`: the labels as JSON text, since a V2 parameter is a single string, number or boolean).

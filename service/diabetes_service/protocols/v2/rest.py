@@ -3,7 +3,7 @@
 Routes: `GET /v2` (server metadata), `/v2/health/live`, `/v2/health/ready`,
 `/v2/models/{name}[/versions/{version}]` (model metadata), `.../ready`, and `POST .../infer`.
 `{name}` is the registered model name (as in `x-model-name`), `{version}` its registered version.
-Everything but the wire form is the shared data plane's (`v2_dataplane`). Errors: `{"error": ...}`,
+Everything but the wire form is the shared data plane's (v2/dataplane.py). Errors: `{"error": ...}`,
 400 for a caller mistake, 404 for an unknown model or version, 413, 415, 503 as elsewhere.
 
 Triton's binary extension: a request whose `Inference-Header-Content-Length` header is set holds
