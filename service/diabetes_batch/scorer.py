@@ -8,7 +8,7 @@ checked value by value. Rows the core refuses are found without giving up the ba
 surely fail (a null where one is required, NaN or infinity) are set aside first; if the core still
 refuses the rest, the rows are checked in ever smaller parts down to the one row at fault. Each
 refused row's message is what the service answers for that row sent alone (`/score`, rows as lists),
-less the field prefix, which the rejected record replaces by the column's name.
+less the field prefix (`data[0][2]: `), which the rejected record replaces by the column's name.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from diabetes_batch.columns import float_column, json_values, null_or_nonfinite
-from diabetes_service.model.columns import Table
+from diabetes_service.model.columns import CHECKS, Table
 from diabetes_service.scoring.core import ScoringCore, ScoringError
 
 _COLUMN_OF_FIELD = re.compile(r"^data\[0\]\[(\d+)\]")
@@ -122,15 +122,15 @@ class BatchScorer:
         tables: list[tuple[list[int], Table]] = []
         if candidates:
             self._check_rows(columns, candidates, tables, refused)
-        kept_rows: list[np.ndarray] = []
-        outputs: list[np.ndarray] = []
-        for rows, table in tables:
-            kept, predictions = self._predict(table, np.asarray(rows), refused)
-            kept_rows.append(kept)
-            outputs.append(predictions)
-        if not outputs:
+        if not tables:
             return self._scored(np.arange(0), self.example_output[:0], refused)
-        return self._scored(np.concatenate(kept_rows), np.concatenate(outputs), refused)
+        # The checked parts as one table again: one model call for the batch's good rows, as if the
+        # refused ones had never been there (a frame's dtypes, hence some models' answers, depend on
+        # the rows it holds together).
+        rows = np.asarray([row for part, _ in tables for row in part])
+        table = tables[0][1] if len(tables) == 1 else Table.concat([table for _, table in tables])
+        kept, predictions = self._predict(table, rows, refused)
+        return self._scored(kept, predictions, refused)
 
     def _check_rows(
         self,
@@ -181,6 +181,15 @@ class BatchScorer:
 
     def _refusal(self, values: list[Any]) -> tuple[str | None, str | None]:
         """What the service answers for this row alone: (the column, the message); (None, None) if it scores."""
+        if not self.core.typed:
+            # `/score` checks a double's values before the core's matrix does (the wire schema, in
+            # the words of the core's value checks, CHECKS): "must be a number, not null" rather
+            # than the matrix's "must be a finite number" for a null that numpy reads as NaN.
+            for j, (column_type, value) in enumerate(zip(self.core.column_types, values, strict=True)):
+                try:
+                    CHECKS[column_type.type](value)
+                except ValueError as exc:
+                    return self.core.feature_names[j], str(exc)
         try:
             self.core.predict(self.core.matrix([values], "data"), self.method, "data")
         except ScoringError as exc:
