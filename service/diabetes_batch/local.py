@@ -105,8 +105,10 @@ def run_local(
             on_done(job, score_file(job, scorer, out_dir, progress))
         return
     context = multiprocessing.get_context("forkserver")
-    # The server imports this module once; each worker is forked from it, not started afresh.
-    context.set_forkserver_preload([__name__])
+    # The server imports this module once (and scikit-learn, for a model that has no compiled form
+    # to load with numpy alone); each worker is forked from it, not started afresh.
+    heavy = [] if ready.resolved.compiled else ["sklearn.pipeline", "sklearn.compose", "sklearn.linear_model", "pandas"]
+    context.set_forkserver_preload([__name__, *heavy])
     updates = context.Queue()
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)),
