@@ -23,6 +23,9 @@ CSV_SUFFIXES = (".csv",)
 # Rows per Arrow batch: big enough that the per-batch costs (a numpy stack, a model call, a row group
 # written) vanish against the rows, small enough that a batch of a wide table stays a few MiB.
 BATCH_ROWS = 65_536
+# The core's rows-per-call limit, which protects a service from one huge request: a job's batches
+# are bounded by BATCH_ROWS already, and a refused row's part is checked again in pieces.
+NO_ROW_LIMIT = 2**62
 
 
 @dataclass(frozen=True)
@@ -147,10 +150,10 @@ class Source:
                 buffered.append(batch)
                 count += batch.num_rows
                 if count >= BATCH_ROWS:
-                    yield pa.Table.from_batches(buffered).combine_chunks().to_batches()[0]
+                    yield from pa.Table.from_batches(buffered).to_batches(max_chunksize=BATCH_ROWS)
                     buffered, count = [], 0
             if buffered:
-                yield pa.Table.from_batches(buffered).combine_chunks().to_batches()[0]
+                yield from pa.Table.from_batches(buffered).to_batches(max_chunksize=BATCH_ROWS)
         except (OSError, pa.ArrowException) as exc:
             raise BatchError(f"{self.file.path}: cannot be read: {_one_line(exc)}") from None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_batch.errors import BatchError
-from diabetes_batch.inputs import BATCH_ROWS, find_inputs
+from diabetes_batch.inputs import NO_ROW_LIMIT, find_inputs
 from diabetes_batch.local import FileJob, open_source, run_local
 from diabetes_batch.manifest import Manifest, output_names
 from diabetes_batch.model import ReadyModel, load_core
@@ -90,7 +90,7 @@ def run_job(
     started = time.perf_counter()
     out_dir = options.output.resolve()
     files = find_inputs(options.inputs, out_dir)
-    core = load_core(ready, max_rows=BATCH_ROWS)
+    core = load_core(ready, max_rows=NO_ROW_LIMIT)
     try:
         scorer = BatchScorer(core, options.method)
     except ScoringError as exc:

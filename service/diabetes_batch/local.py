@@ -21,7 +21,7 @@ from typing import Any
 
 from diabetes_batch.columns import check_schema, csv_types
 from diabetes_batch.errors import BatchError
-from diabetes_batch.inputs import BATCH_ROWS, InputFile, Source
+from diabetes_batch.inputs import NO_ROW_LIMIT, InputFile, Source
 from diabetes_batch.model import ReadyModel, load_core
 from diabetes_batch.output import FileOutput
 from diabetes_batch.scorer import BatchScorer
@@ -81,7 +81,7 @@ _worker: dict[str, Any] = {}
 
 
 def _start_worker(ready: dict, method: str | None, out_dir: str, progress: Any, parent: int) -> None:
-    core = load_core(ReadyModel.from_dict(ready), max_rows=BATCH_ROWS)
+    core = load_core(ReadyModel.from_dict(ready), max_rows=NO_ROW_LIMIT)
     _worker.update(scorer=BatchScorer(core, method), out_dir=Path(out_dir), progress=progress, parent=parent)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_batch.errors import BatchError
-from diabetes_batch.inputs import BATCH_ROWS
+from diabetes_batch.inputs import BATCH_ROWS, NO_ROW_LIMIT
 from diabetes_batch.local import FileJob
 from diabetes_batch.model import ReadyModel, load_core
 from diabetes_batch.output import REJECTED_DIR, REJECTED_FIELDS, STAGING_PREFIX
@@ -77,7 +77,7 @@ def _executor_scorer(ship: dict[str, Any], method: str) -> BatchScorer:
             path=str(model_path),
             compiled=str(folder / "compiled") if ship["compiled"] else None,
         )
-        _scorers[key] = BatchScorer(load_core(replace(ready, resolved=resolved), max_rows=BATCH_ROWS), method)
+        _scorers[key] = BatchScorer(load_core(replace(ready, resolved=resolved), max_rows=NO_ROW_LIMIT), method)
     return _scorers[key]
 
 

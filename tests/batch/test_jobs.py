@@ -157,3 +157,20 @@ def test_progress_bar_on_a_terminal_only(example_model_pkl, example_table, tmp_p
     os.close(leader)
     assert b"rows" in seen
     assert b"\r" in seen
+
+
+def test_a_long_csv_is_scored_in_bounded_batches(example_model_pkl, example_table, tmp_path):
+    """More rows than one batch holds (65,536): CSV blocks are gathered and cut back to batches."""
+    import pyarrow.csv as pcsv
+
+    repeats = 160  # 89 rows x 160 x 5 = 71,200 rows
+    table = pa.concat_tables([example_table] * repeats)
+    table = pa.concat_tables([table] * 5)
+    table = table.set_column(0, "id", pa.array(range(table.num_rows), pa.int64()))
+    pcsv.write_csv(table, tmp_path / "long.csv")
+    out = tmp_path / "out"
+    done = run_batch("--model-uri", str(example_model_pkl), str(tmp_path / "long.csv"), "-o", str(out), "--keep", "id",
+                     "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["scored"] == table.num_rows > 65_536
+    assert read_dir(out).column("id").to_pylist() == list(range(table.num_rows))
