@@ -4,13 +4,14 @@ Why our own and not uvicorn's `Multiprocess` or gunicorn's arbiter, whose design
 (signals queued through a self-pipe and handled in the main loop, never in the handler; a
 heartbeat per worker; a dedicated exit status for a worker that cannot boot):
 - both share one listening socket between the workers, and we measured per-worker SO_REUSEPORT
-  sockets at twice the req/s under keep-alive load (listeners.py);
+  sockets at up to twice the req/s under keep-alive load (listeners.py);
 - both start workers only once the app can be imported; here workers are forked before the model
   is even looked up, from a supervisor that has imported their modules, so a worker starts with
   its libraries loaded while the model is found in the cache or prepared.
 What is ours is therefore tested under faults (tests/faults): a stop signal at any moment (start-up,
 preparation, a restart's backoff) stops the service within the grace period; a dead worker's
-socket dies with it, and its replacement listens only once warm; a worker whose heartbeat stops
+socket outlives it, adopted by the live workers until its warm replacement serves it, so that no
+connection queued on it is reset (listeners.py, adoption.py); a worker whose heartbeat stops
 (SIGSTOP, a model call stuck on the event loop) is killed and replaced; a crash loop backs off,
 and says so in the log and in /metrics.
 
@@ -77,7 +78,7 @@ class Supervisor:
         self.exit_status = 0
         self._wakeup_r, self._wakeup_w = os.pipe()
         # Slots whose worker ended, whose socket the live workers accept from until the slot's new
-        # worker serves it: slot -> the slots of its adopters.
+        # worker serves it: slot -> the pids of its adopters.
         self.orphans: dict[int, set[int]] = {}
 
     # -- signals ----------------------------------------------------------------------------
@@ -186,24 +187,22 @@ class Supervisor:
         """Hand each orphaned slot's socket to every warm worker, at once (its queue is accepted, not
         reset: listeners.py); take it back once the slot's new worker serves; close it where no
         worker can take it, so that connections go to the live sockets or are refused, never wait."""
+        live = {slot.pid: slot for slot in self.slots if slot.pid is not None}
         for index in list(self.orphans):
-            adopters = self.orphans[index]
+            adopters = self.orphans[index]  # pids: a dead adopter's replacement has adopted nothing
+            adopters &= live.keys()
             if self._serves(index):
-                for other in adopters:
-                    channel = self.slots[other].channel
-                    if channel is not None:
-                        adoption.send(channel, adoption.RELEASE, index)
+                for pid in adopters:
+                    adoption.send(live[pid].channel, adoption.RELEASE, index)  # type: ignore[arg-type]
                 del self.orphans[index]
                 continue
-            adopters &= {other for other, slot in enumerate(self.slots) if slot.channel is not None}
             sock = self.listeners.slots[index]
-            if sock is not None:
-                for other, slot in enumerate(self.slots):
-                    if other in adopters or other == index or slot.channel is None:
-                        continue
-                    warm = self._serves(other) and self.board.state(other) == board.WARM
-                    if warm and adoption.send(slot.channel, adoption.ADOPT, index, sock):
-                        adopters.add(other)
+            for other, slot in enumerate(self.slots):
+                if sock is None or other == index or slot.pid in adopters or slot.channel is None:
+                    continue
+                warm = self._serves(other) and self.board.state(other) == board.WARM
+                if warm and adoption.send(slot.channel, adoption.ADOPT, index, sock):
+                    adopters.add(slot.pid)  # type: ignore[arg-type]
             if not adopters:
                 if self.slots[index].pid is None:  # a replacement already forked keeps its copy
                     self.listeners.drop(index)
