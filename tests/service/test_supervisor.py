@@ -43,8 +43,9 @@ def fresh_connection_seconds(port: int) -> float:
 
 
 def test_new_connections_go_to_the_live_worker_while_a_dead_ones_replacement_loads(service, slow_models, repo_on_path):
-    # The replacement takes 3 s to unpickle its model: with the dead worker's socket left open, about
-    # half the new connections would wait those seconds.
+    # The replacement takes 3 s to unpickle its model: with the dead worker's socket left open and
+    # nobody accepting from it, about half the new connections would wait those seconds (the live
+    # worker adopts it: supervisor/adoption.py).
     svc = service(str(slow_models["load"]), env=repo_on_path, workers=2, ready_timeout=90).start()
     victim, survivor = workers(svc)
     victim.kill()

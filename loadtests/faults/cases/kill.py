@@ -115,6 +115,17 @@ def run(
         )
         report.figure("over the limit (ms after the first kill:ms taken)", moments_ms)
 
+    failed = [call for call in after_kill if call[2] != 200]
+    if failed:
+        kill_times = [killed_at for killed_at, _, _, _ in kills_done]
+        report.figure(
+            "failed (ms after the last kill:ms taken:outcome)",
+            ", ".join(
+                f"{(sent - max(t for t in kill_times if t <= sent)) * 1000:.1f}:{(done - sent) * 1000:.1f}:{outcome}"
+                for sent, done, outcome in failed[:8]
+            ),
+        )
+
     report.check("failed Client calls = 0", str(len(client_failures)), not client_failures and len(client_all) > 0)
     burst_calls_all = [call for burst in bursts for call in burst]
     burst_failed = [call for call in burst_calls_all if call[2] != 200]
@@ -133,7 +144,6 @@ def run(
     )
     # The supervisor keeps each slot's listening socket: what was queued on the dead worker's is
     # accepted by the live ones, never reset (supervisor/listeners.py).
-    failed = [call for call in after_kill if call[2] != 200]
     report.check(
         "fresh connections failed = 0",
         f"{len(failed)}{': ' + describe(summarize(failed).outcomes) if failed else ''}",
