@@ -85,7 +85,14 @@ def test_connections_queued_on_a_dead_workers_socket_are_answered_not_reset(serv
                 answers.append(type(exc).__name__.encode())
     assert answers == [b"HTTP/1.1 200"] * len(conns), (len(queued), answers)
     wait_for(lambda: len(workers(svc)) == 2, 30, "a replacement worker")
-    assert survivor.is_running()
+    # Once the replacement serves the socket, the survivor lets go of it: its own socket only.
+    wait_for(lambda: _listening(survivor, svc.port) == 1, 10, "the survivor back to its own socket")
+    replacement = next(w for w in workers(svc) if w.pid != survivor.pid)
+    assert _listening(replacement, svc.port) == 1
+
+
+def _listening(worker: psutil.Process, port: int) -> int:
+    return sum(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in worker.net_connections("tcp"))
 
 
 def _listens(worker: psutil.Process, port: int) -> bool:

@@ -190,7 +190,7 @@ class Supervisor:
         live = {slot.pid: slot for slot in self.slots if slot.pid is not None}
         for index in list(self.orphans):
             adopters = self.orphans[index]  # pids: a dead adopter's replacement has adopted nothing
-            adopters &= live.keys()
+            adopters.intersection_update(live)
             if self._serves(index):
                 for pid in adopters:
                     adoption.send(live[pid].channel, adoption.RELEASE, index)  # type: ignore[arg-type]
