@@ -19,7 +19,7 @@ from multiprocessing.sharedctypes import RawArray
 
 COLD = 0  # listening, still loading the model: answers 503 to scoring
 WARM = 1  # listening and warm
-AWAY = 2  # not listening: a replacement loading its model, or a dead worker's slot
+AWAY = 2  # not accepting: a replacement loading its model (live workers adopt its socket), a dead worker's slot
 
 
 class WorkerBoard:

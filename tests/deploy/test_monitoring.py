@@ -133,21 +133,29 @@ def scrape_until(url: str, wanted: str, timeout: float = 60) -> str:
 @pytest.mark.slow
 def test_every_expression_names_metrics_a_real_service_exports(service, damaged_second_version, example_data) -> None:
     """Every series the rules and dashboard name, and every label value they pin, from a real service
-    that has scored, answered its probes, refused a damaged new version and replaced a killed worker
-    (counters have a series only once they counted something)."""
+    that has scored, answered its probes, refused a damaged new version and replaced a killed worker;
+    the counters the alerts count on are there at 0 from start-up, before any of that."""
     home, damaged = damaged_second_version
     env = {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": f"sqlite:///{home / 'mlruns.db'}"}
     args = ["--follow", "--follow-interval", "0.3"]
     with service("models:/diabetes_model@champion", env=env, workers=2, args=args) as svc:
+        at_start = requests.get(svc.url + "/metrics", timeout=10).text
+        for series in (
+            *(f'diabetes_worker_restarts_total{{reason="{reason}"}} 0.0' for reason in ("exit", "signal", "heartbeat")),
+            *(f'diabetes_model_swaps_total{{outcome="{outcome}"}} 0.0' for outcome in ("swapped", "refused")),
+            'diabetes_http_requests_total{route="/score",status="500"} 0.0',
+            'diabetes_http_request_duration_seconds_bucket{le="0.5",route="/score"} 0.0',
+        ):
+            assert f"\n{series}\n" in at_start, series
         for _ in range(3):
             answer = requests.post(svc.url + "/score", json={"data": example_data.x_test[:2]}, timeout=10)
             assert answer.status_code == 200
         assert requests.get(svc.url + "/health/ready", timeout=10).status_code == 200
         with store(env["DIABETES_TRACKING_URI"]) as client:
             client.set_registered_model_alias("diabetes_model", "champion", damaged)
-        scrape_until(svc.url, 'diabetes_model_swaps_total{outcome="refused"}')
+        scrape_until(svc.url, 'diabetes_model_swaps_total{outcome="refused"} 1.0')
         psutil.Process(svc.proc.pid).children()[0].kill()
-        text = scrape_until(svc.url, "diabetes_worker_restarts_total{")
+        text = scrape_until(svc.url, 'diabetes_worker_restarts_total{reason="signal"} 1.0')
     series = exported(text)
     checked = set()
     for expr in monitoring.expressions():

@@ -7,6 +7,7 @@ accepting, a SIGTERM during a restart's backoff was dropped, and nothing noticed
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import time
@@ -42,8 +43,9 @@ def fresh_connection_seconds(port: int) -> float:
 
 
 def test_new_connections_go_to_the_live_worker_while_a_dead_ones_replacement_loads(service, slow_models, repo_on_path):
-    # The replacement takes 3 s to unpickle its model: with the dead worker's socket left open, about
-    # half the new connections would wait those seconds.
+    # The replacement takes 3 s to unpickle its model: with the dead worker's socket left open and
+    # nobody accepting from it, about half the new connections would wait those seconds (the live
+    # worker adopts it: supervisor/adoption.py).
     svc = service(str(slow_models["load"]), env=repo_on_path, workers=2, ready_timeout=90).start()
     victim, survivor = workers(svc)
     victim.kill()
@@ -55,6 +57,42 @@ def test_new_connections_go_to_the_live_worker_while_a_dead_ones_replacement_loa
     wait_for(lambda: len(workers(svc)) == 2, 30, "a replacement worker")
     replacement = next(w for w in workers(svc) if w.pid != survivor.pid)
     wait_for(lambda: _listens(replacement, svc.port), 30, "the replacement listening once warm")
+
+
+def test_connections_queued_on_a_dead_workers_socket_are_answered_not_reset(service, example_model_pkl):
+    """A stopped worker accepts nothing: the connections the kernel hashes to its socket queue there.
+    Once it is killed, the live worker accepts them from the socket the supervisor kept (before, the
+    kernel reset them with the dead worker's socket)."""
+    svc = service(str(example_model_pkl), workers=2).start()
+    victim, survivor = workers(svc)
+    victim.send_signal(signal.SIGSTOP)
+    try:
+        conns = [socket.create_connection(("127.0.0.1", svc.port), timeout=10) for _ in range(24)]
+        for conn in conns:
+            conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        time.sleep(0.3)
+        queued = [conn for conn in conns if not select.select([conn], [], [], 0)[0]]
+        assert queued, "no connection landed on the stopped worker's socket"  # 2**-24 by chance
+        victim.kill()
+    finally:
+        victim.send_signal(signal.SIGCONT)
+    answers = []
+    for conn in conns:
+        with conn:
+            try:
+                answers.append(conn.recv(64)[:12])
+            except OSError as exc:
+                answers.append(type(exc).__name__.encode())
+    assert answers == [b"HTTP/1.1 200"] * len(conns), (len(queued), answers)
+    wait_for(lambda: len(workers(svc)) == 2, 30, "a replacement worker")
+    # Once the replacement serves the socket, the survivor lets go of it: its own socket only.
+    wait_for(lambda: _listening(survivor, svc.port) == 1, 10, "the survivor back to its own socket")
+    replacement = next(w for w in workers(svc) if w.pid != survivor.pid)
+    assert _listening(replacement, svc.port) == 1
+
+
+def _listening(worker: psutil.Process, port: int) -> int:
+    return sum(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in worker.net_connections("tcp"))
 
 
 def _listens(worker: psutil.Process, port: int) -> bool:

@@ -93,3 +93,31 @@ def test_metrics_of_a_lone_process_need_no_folder():
     metrics.observe("/", 200, 0.001)
     metrics.save()  # nothing to write, nowhere to write it
     assert _samples(metrics.render())['diabetes_http_requests_total{route="/",status="200"}'] == 1
+
+
+def test_counters_alerts_name_are_at_zero_before_anything_is_counted():
+    """Prometheus' increase() needs a sample before an event: the series the alert rules count on are
+    there at 0 from the start, and a first event moves them to 1 without doubling any series."""
+    sample = _samples(Metrics().render())
+    for reason in ("exit", "signal", "heartbeat"):
+        assert sample[f'diabetes_worker_restarts_total{{reason="{reason}"}}'] == 0
+    for outcome in ("swapped", "refused"):
+        assert sample[f'diabetes_model_swaps_total{{outcome="{outcome}"}}'] == 0
+    for status in ("200", "503"):
+        assert sample[f'diabetes_http_requests_total{{route="/health/ready",status="{status}"}}'] == 0
+    for status in ("200", "408", "500", "503"):
+        assert sample[f'diabetes_http_requests_total{{route="/score",status="{status}"}}'] == 0
+    assert sample['diabetes_http_request_duration_seconds_bucket{le="0.5",route="/score"}'] == 0
+    assert sample['diabetes_http_request_duration_seconds_count{route="/score"}'] == 0
+
+    metrics = Metrics()
+    metrics.totals.worker_restarts["signal"] = 1
+    metrics.observe("/score", 500, 0.3)
+    text = metrics.render()
+    sample = _samples(text)
+    assert sample['diabetes_worker_restarts_total{reason="signal"}'] == 1
+    assert sample['diabetes_worker_restarts_total{reason="exit"}'] == 0
+    assert sample['diabetes_http_requests_total{route="/score",status="500"}'] == 1
+    assert sample['diabetes_http_request_duration_seconds_bucket{le="0.5",route="/score"}'] == 1
+    assert sample['diabetes_http_request_duration_seconds_bucket{le="0.25",route="/score"}'] == 0
+    assert text.decode().count('diabetes_http_requests_total{route="/score",status="500"}') == 1

@@ -5,6 +5,11 @@ writes a memory-mapped file under a lock for every sample: four of those per req
 than scoring the model.) Under the supervisor each worker writes a snapshot of its totals to a
 shared folder at most every FLUSH_SECONDS, and `/metrics` adds up every worker's snapshot, dead
 workers' included so that counters never go back; prometheus-client renders the text.
+
+Every counter an alert rule names (diabetes_deploy/monitoring.py) is rendered from start-up with the
+label values the rules count on at 0, even before anything was counted: Prometheus' `increase()`
+and `rate()` need a sample before an event to see it, so a series born at 1 hides its first event
+(the first refused swap, the first restarts after start-up would never fire their alert).
 """
 
 from __future__ import annotations
@@ -25,6 +30,21 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FLUSH_SECONDS = 0.1
+
+# The label values the alert rules count on, rendered at 0 until counted (see above). The reasons are
+# supervisor/restarts.py's, the outcomes supervisor/follow.py's; the routes and statuses those the
+# rules pin (the readiness probe's 200 and 503) or count as failed (5xx, 408) on the scoring route.
+RESTART_REASONS = ("exit", "signal", "heartbeat")
+SWAP_OUTCOMES = ("swapped", "refused")
+ALERTED_REQUESTS = (
+    ("/health/ready", 200),
+    ("/health/ready", 503),
+    ("/score", 200),
+    ("/score", 408),
+    ("/score", 500),
+    ("/score", 503),
+)
+ALERTED_LATENCY_ROUTES = ("/score",)
 
 log = logging.getLogger("diabetes_service")
 
@@ -158,13 +178,14 @@ class _Exposition:
 
         totals = self.totals
         requests = CounterMetricFamily("diabetes_http_requests", "HTTP requests answered", labels=["route", "status"])
-        for (route, status), count in sorted(totals.requests.items()):
+        for (route, status), count in sorted(_with_zeros(totals.requests, ALERTED_REQUESTS).items()):
             requests.add_metric([route, str(status)], count)
         yield requests
         latency = HistogramMetricFamily(
             "diabetes_http_request_duration_seconds", "Time from request to response", labels=["route"]
         )
-        for route, counts in sorted(totals.latency.items()):
+        no_calls = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        for route, counts in sorted(_with_zeros(totals.latency, ALERTED_LATENCY_ROUTES, no_calls).items()):
             cumulative, buckets = 0, []
             for bound, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts[:-1], strict=True):
                 cumulative += count
@@ -197,19 +218,24 @@ class _Exposition:
             "diabetes_worker_restarts",
             "Workers replaced by the supervisor, by why the old one ended (exit, signal, heartbeat)",
             "reason",
-            totals.worker_restarts,
+            _with_zeros(totals.worker_restarts, RESTART_REASONS),
         )
         yield _labelled(
             "diabetes_model_swaps",
             "New model versions the supervisor prepared, by outcome (swapped, or refused and why)",
             "outcome",
-            totals.model_swaps,
+            _with_zeros(totals.model_swaps, SWAP_OUTCOMES),
         )
         yield GaugeMetricFamily(
             "diabetes_workers_crash_looping",
             "Worker slots that failed several times in a row and wait out a growing backoff",
             value=totals.crash_looping,
         )
+
+
+def _with_zeros(counts: dict, keys: tuple, zero: object = 0) -> dict:
+    """`counts`, with a `zero` for each of `keys` not counted yet."""
+    return {**dict.fromkeys(keys, zero), **counts}
 
 
 def _add_counts(mine: dict[str, int], theirs: dict[str, int]) -> None:

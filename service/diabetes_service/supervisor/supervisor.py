@@ -4,13 +4,14 @@ Why our own and not uvicorn's `Multiprocess` or gunicorn's arbiter, whose design
 (signals queued through a self-pipe and handled in the main loop, never in the handler; a
 heartbeat per worker; a dedicated exit status for a worker that cannot boot):
 - both share one listening socket between the workers, and we measured per-worker SO_REUSEPORT
-  sockets at twice the req/s under keep-alive load (listeners.py);
+  sockets at up to twice the req/s under keep-alive load (listeners.py);
 - both start workers only once the app can be imported; here workers are forked before the model
   is even looked up, from a supervisor that has imported their modules, so a worker starts with
   its libraries loaded while the model is found in the cache or prepared.
 What is ours is therefore tested under faults (tests/faults): a stop signal at any moment (start-up,
 preparation, a restart's backoff) stops the service within the grace period; a dead worker's
-socket dies with it, and its replacement listens only once warm; a worker whose heartbeat stops
+socket outlives it, adopted by the live workers until its warm replacement serves it, so that no
+connection queued on it is reset (listeners.py, adoption.py); a worker whose heartbeat stops
 (SIGSTOP, a model call stuck on the event loop) is killed and replaced; a crash loop backs off,
 and says so in the log and in /metrics.
 
@@ -26,6 +27,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -38,7 +40,7 @@ from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
 from diabetes_service.model.resolution import local_model, needs_mlflow
 from diabetes_service.observability.metrics import Metrics
 from diabetes_service.settings import ServiceSettings
-from diabetes_service.supervisor import process_env
+from diabetes_service.supervisor import adoption, process_env
 from diabetes_service.supervisor.cgroup import cpu_limit
 from diabetes_service.supervisor.follow import ModelFollower
 from diabetes_service.supervisor.listeners import Listeners
@@ -58,6 +60,7 @@ class Slot:
     pid: int | None = None
     restart_at: float | None = None  # a restart waiting out its backoff
     spawned_at: float = 0.0  # the board's beat when forked: the watch starts with the loop's first beat
+    channel: socket.socket | None = None  # to the worker: sockets to adopt (adoption.py)
 
 
 class Supervisor:
@@ -74,6 +77,9 @@ class Supervisor:
         self.stop_deadline: float | None = None
         self.exit_status = 0
         self._wakeup_r, self._wakeup_w = os.pipe()
+        # Slots whose worker ended, whose socket the live workers accept from until the slot's new
+        # worker serves it: slot -> the pids of its adopters.
+        self.orphans: dict[int, set[int]] = {}
 
     # -- signals ----------------------------------------------------------------------------
 
@@ -97,24 +103,27 @@ class Supervisor:
     # -- workers ----------------------------------------------------------------------------
 
     def spawn(self, index: int, *, first: bool) -> None:
-        sock = self.listeners.slots[index] if first else self.listeners.for_replacement()
-        self.board.mark(index, board.COLD if sock is not None else board.AWAY)
+        sock = self.listeners.slots[index] if first else self.listeners.for_replacement(index, self.settings.host)
+        self.board.mark(index, board.COLD if first else board.AWAY)
         self.board.beat(index)
+        ours, theirs = adoption.channel() if self.listeners.reuse_port else (None, None)
         # Stop signals stay blocked across the fork until the child has its own handlers: one that
         # arrived in between would otherwise run the supervisor's handler in the child.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
-                self._work(index, sock)  # never returns
+                if ours is not None:
+                    ours.close()
+                self._work(index, sock, theirs, replacement=not first)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        self.slots[index] = Slot(pid, spawned_at=self.board.last_beat(index))
+        if theirs is not None:
+            theirs.close()
+        self.slots[index] = Slot(pid, spawned_at=self.board.last_beat(index), channel=ours)
         self.restarts.spawned(index, time.monotonic())
-        if first:
-            self.listeners.handed_over(index)
 
-    def _work(self, index: int, sock: object) -> None:
+    def _work(self, index: int, sock: socket.socket, channel: socket.socket | None, *, replacement: bool) -> None:
         try:
             signal.set_wakeup_fd(-1)
             for signum in WATCHED_SIGNALS:
@@ -127,10 +136,13 @@ class Supervisor:
             for other in {*self.listeners.slots, self.listeners.anchor, self.listeners.grpc_anchor}:
                 if other is not None and other is not sock:
                     other.close()
+            for slot in self.slots:  # the other workers' channels
+                if slot.channel is not None:
+                    slot.channel.close()
             board.current = (self.board, index)
             from diabetes_service.supervisor.worker import run_worker
 
-            run_worker(self.settings, sock)  # type: ignore[arg-type]
+            run_worker(self.settings, sock, channel, replacement=replacement)
             os._exit(0)
         except BaseException:
             logging.getLogger("diabetes_service").exception("worker crashed")
@@ -149,6 +161,9 @@ class Supervisor:
                 continue
             self.board.mark(index, board.AWAY)
             slot.pid = None
+            if slot.channel is not None:
+                slot.channel.close()
+                slot.channel = None
             code = os.waitstatus_to_exitcode(status)
             if code == EXIT_MODEL_LOAD_FAILED:  # the worker said why on stderr
                 self.exit_status = 1
@@ -156,6 +171,42 @@ class Supervisor:
             elif self.stop_deadline is None:
                 delay = self.restarts.record(index, code, now)
                 slot.restart_at = now + delay
+                if self.listeners.reuse_port:
+                    self.orphans.setdefault(index, set())
+
+    def _serves(self, index: int) -> bool:
+        """The slot's worker accepts from its socket: its event loop beats, and it is not draining."""
+        slot = self.slots[index]
+        return (
+            slot.pid is not None
+            and self.board.state(index) != board.AWAY
+            and self.board.last_beat(index) > slot.spawned_at
+        )
+
+    def _cover_orphans(self) -> None:
+        """Hand each orphaned slot's socket to every warm worker, at once (its queue is accepted, not
+        reset: listeners.py); take it back once the slot's new worker serves; close it where no
+        worker can take it, so that connections go to the live sockets or are refused, never wait."""
+        live = {slot.pid: slot for slot in self.slots if slot.pid is not None}
+        for index in list(self.orphans):
+            adopters = self.orphans[index]  # pids: a dead adopter's replacement has adopted nothing
+            adopters.intersection_update(live)
+            if self._serves(index):
+                for pid in adopters:
+                    adoption.send(live[pid].channel, adoption.RELEASE, index)  # type: ignore[arg-type]
+                del self.orphans[index]
+                continue
+            sock = self.listeners.slots[index]
+            for other, slot in enumerate(self.slots):
+                if sock is None or other == index or slot.pid in adopters or slot.channel is None:
+                    continue
+                warm = self._serves(other) and self.board.state(other) == board.WARM
+                if warm and adoption.send(slot.channel, adoption.ADOPT, index, sock):
+                    adopters.add(slot.pid)  # type: ignore[arg-type]
+            if not adopters:
+                if self.slots[index].pid is None:  # a replacement already forked keeps its copy
+                    self.listeners.drop(index)
+                del self.orphans[index]
 
     def _restart_due(self, now: float) -> None:
         for index, slot in enumerate(self.slots):
@@ -189,6 +240,8 @@ class Supervisor:
                 grace = self.settings.graceful_timeout_seconds + KILL_MARGIN_SECONDS
             self.stop_deadline = time.monotonic() + grace
         self.model.stop()
+        self.orphans.clear()
+        self.listeners.close_slots()  # once the workers close theirs, new connections are refused
         for slot in self.slots:
             slot.restart_at = None
             if slot.pid is not None:
@@ -255,6 +308,8 @@ class Supervisor:
                         log.info("received SIGHUP: resolving %s again", self.settings.model_uri)
                         self.model.request_check()
                 self._reap()
+                if self.orphans and self.stop_deadline is None:
+                    self._cover_orphans()
                 now = time.monotonic()
                 if self.stop_deadline is not None:
                     if not self._alive():

@@ -2,8 +2,9 @@
 
 A worker started with the service listens at once on the socket the supervisor opened for its
 slot, so that the probes answer while the model loads. A replacement for a worker that died loads
-the model first and only then opens its own socket: until it is warm the kernel sends new
-connections to the live workers, instead of queueing them on a worker that cannot answer yet.
+the model first and only then serves its slot's socket: until then the live workers accept from
+it (adoption.py), or, where none could, it is only bound and the kernel sends new connections to
+the live sockets instead of queueing them on a worker that cannot answer yet.
 
 With a gRPC port, the worker also runs the Open Inference Protocol's gRPC server on the same event
 loop (protocols/v2/grpc.py), started once the worker is warm: its modules (grpclib, protobuf and the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures.thread  # noqa: F401 - see below
+import functools
 import importlib
 import logging
 import os
@@ -33,7 +35,7 @@ import yaml  # noqa: F401 - each worker reads the model's MLmodel file (pyfunc.p
 
 from diabetes_service import board
 from diabetes_service.settings import ServiceSettings
-from diabetes_service.supervisor.listeners import bound
+from diabetes_service.supervisor.adoption import Adopter
 from diabetes_service.transport.app import ScoringApp
 from diabetes_service.transport.header_limits import HeaderLimitedProtocol
 
@@ -41,9 +43,11 @@ from diabetes_service.transport.header_limits import HeaderLimitedProtocol
 class WorkerServer(uvicorn.Server):
     """uvicorn's server, plus the worker's duties on its 0.1 s tick and at SIGTERM."""
 
-    def __init__(self, config: uvicorn.Config, app: ScoringApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: ScoringApp, channel: socket.socket | None = None) -> None:
         super().__init__(config)
         self.scoring_app = app
+        self.channel = channel  # from the supervisor: dead workers' sockets to adopt (adoption.py)
+        self.adopter: Adopter | None = None
         self.supervisor = os.getppid()
         self.grpc: Any = None  # protocols.v2.grpc.GrpcTransport, with a gRPC port, once it listens
         self.grpc_starting: asyncio.Task | None = None
@@ -54,6 +58,14 @@ class WorkerServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.channel is not None and self.started:
+            config = self.config
+            # What uvicorn's startup hands its own servers: adopted connections are served, counted
+            # and drained like the worker's own.
+            factory = functools.partial(
+                config.http_protocol_class, config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            self.adopter = Adopter(self.channel, factory, config.backlog)
         if self.scoring_app.settings.grpc_port:
             # From the load thread the moment the model is warm; or now, if it is already (a
             # replacement loads before it listens; a quick load may have finished meanwhile).
@@ -78,6 +90,8 @@ class WorkerServer(uvicorn.Server):
             transport.stop()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.adopter is not None:
+            self.adopter.close()
         if self.grpc_starting is not None and not self.grpc_starting.done():
             self.grpc_starting.cancel()
         if self.grpc is not None:
@@ -112,13 +126,14 @@ class WorkerServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
-    """Serve until SIGTERM; `sock` None: a replacement, which listens only once warm."""
+def run_worker(
+    settings: ServiceSettings, sock: socket.socket, channel: socket.socket | None = None, *, replacement: bool = False
+) -> None:
+    """Serve `sock` until SIGTERM; a `replacement` loads the model first and serves only once warm."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     app = ScoringApp(settings)
-    if sock is None:
+    if replacement:
         app.load()
-        sock = bound(settings.host, settings.port)
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -133,4 +148,4 @@ def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
         server_header=False,
         date_header=False,
     )
-    WorkerServer(config, app).run(sockets=[sock])
+    WorkerServer(config, app, channel).run(sockets=[sock])
