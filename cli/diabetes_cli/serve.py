@@ -31,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--spec", help="a no-code deployment spec (service/deployment.yaml): model, name, auth")
     parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
     parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=None,
+        help="serve without API keys on an address that is not loopback (refused otherwise: anyone who can "
+        "reach it could score); also DIABETES_NO_AUTH=1 or the spec's auth: none",
+    )
+    parser.add_argument(
         "--allow-pickle",
         action="store_true",
         default=None,
@@ -119,6 +126,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "allow_version_mismatch",
         "model_sha256",
         "trusted_types",
+        "no_auth",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:

@@ -161,7 +161,11 @@ class Scale(_Strict):
 
 
 class Auth(_Strict):
-    """Whether callers need a key. The keys themselves live in DIABETES_API_KEYS or a Secret."""
+    """Whether callers need a key. The keys themselves live in DIABETES_API_KEYS or a Secret.
+
+    `auth: none` is short for `{enabled: false}`: the service then serves without keys on purpose
+    (`diabetes serve --no-auth`); with keys on and none set it refuses to start.
+    """
 
     enabled: bool = True
 
@@ -231,6 +235,16 @@ class DeploymentSpec(_Strict):
     def _name(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
             raise ValueError(NAME_RULE)
+        return value
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_none(cls, value: Any) -> Any:
+        # `auth: none` says it in two words: serve without keys, on purpose (--no-auth).
+        if value == "none":
+            return {"enabled": False}
+        if isinstance(value, str):
+            raise ValueError("must be none or {enabled: true|false}")
         return value
 
     @model_validator(mode="after")
@@ -318,7 +332,9 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         "graceful_timeout_seconds": spec.probes.termination_grace_period_seconds - spec.probes.pre_stop_seconds,
     }
     if not spec.auth.enabled:
+        # Without keys on purpose: the container listens on every interface (--no-auth).
         values["api_keys"] = ()
+        values["no_auth"] = True
     if spec.model.follow:
         values["follow"] = True
     if spec.model.tracking_uri:

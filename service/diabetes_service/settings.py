@@ -5,6 +5,9 @@ deployment spec (`--spec`), else the defaults below. The object validated once i
 the supervisor hands it to every worker it forks as it is, completed only with what the supervisor
 itself decides (worker count, bound port, the files it shares with its workers).
 
+Off loopback, the settings are refused without API keys unless `no_auth` (`--no-auth`,
+`DIABETES_NO_AUTH=1`, the spec's `auth: none`) says so: an open door is never a default.
+
 The environment is read by one validator here rather than by pydantic-settings: its import cost
 every start ~70 ms before the first worker could fork, for the one source we use (prefixed
 variables, names case-insensitive, a keyword argument winning over a variable).
@@ -12,6 +15,7 @@ variables, names case-insensitive, a keyword argument winning over a variable).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Any
@@ -22,6 +26,16 @@ ENV_PREFIX = "DIABETES_"
 DEFAULT_MODEL_URI = "models:/diabetes_model@champion"
 PLACEHOLDER_KEY_PREFIX = "REPLACE-ME"
 FOLLOWABLE = re.compile(r"^models:/[^/@]+(@[^/]+|/latest)/?$")
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address; any other name or address (`0.0.0.0`, `::`) may be reachable."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ServiceSettings(BaseModel):
@@ -48,6 +62,7 @@ class ServiceSettings(BaseModel):
     # Primary first, then secondary; comma-separated in DIABETES_API_KEYS.
     api_keys: tuple[SecretStr, ...] = ()
     private_docs: bool = Field(default=False, description="require a key for /swagger.json and /docs too")
+    no_auth: bool = Field(default=False, description="serve without keys on an address that is not loopback")
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_rows: int = Field(default=10_000, ge=1)
@@ -133,6 +148,17 @@ class ServiceSettings(BaseModel):
             raise ValueError(
                 f"--follow needs a models:/NAME@ALIAS or models:/NAME/latest URI, not {self.model_uri}"
                 " (a fixed version never moves)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_open_door_by_accident(self) -> ServiceSettings:
+        # Anyone who can reach a non-loopback address could score (and read /metrics) with no key:
+        # the defaults that left TorchServe's and `mlflow models serve`'s doors open (issue 27).
+        if not self.api_keys and not self.no_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"serving on {self.host} without API keys: set DIABETES_API_KEYS='primary,secondary', "
+                "or pass --no-auth (DIABETES_NO_AUTH=1, the spec's auth: none) to serve without keys"
             )
         return self
 
