@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--grpc-port", type=int, help="Open Inference Protocol (V2) over gRPC on this port (default: 8081; 0: off)"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus /metrics on this port, with no key: keep it inside the cluster "
+        "(default: 8082; 0: on the scoring port, behind the key)",
+    )
     parser.add_argument("--workers", type=int, help="worker processes (default: the container's CPU limit)")
     parser.add_argument("--spec", help="a no-code deployment spec (service/deployment.yaml): model, name, auth")
     parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
@@ -116,6 +122,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "host",
         "port",
         "grpc_port",
+        "metrics_port",
         "workers",
         "spec",
         "tracking_uri",
@@ -154,5 +161,6 @@ def run(args: argparse.Namespace) -> int:
     except SchemaMissing as exc:
         raise CommandError(f"cannot serve gRPC: {exc}") from None
     except OSError as exc:
-        ports = f"{settings.port}" + (f" or {settings.grpc_port}" if settings.grpc_port else "")
+        others = [port for port in (settings.grpc_port, settings.metrics_port) if port]
+        ports = " or ".join(map(str, [settings.port, *others]))
         raise CommandError(f"cannot listen on {settings.host}:{ports}: {exc.strerror or exc}") from None

@@ -47,6 +47,9 @@ class ServiceSettings(BaseModel):
     grpc_port: int = Field(
         default=8081, ge=0, le=65535, description="Open Inference Protocol over gRPC (KServe's port); 0: off"
     )
+    metrics_port: int = Field(
+        default=8082, ge=0, le=65535, description="/metrics here, with no key; 0: on the scoring port, behind the key"
+    )
     workers: int | None = Field(default=None, ge=1, le=64, description="default: the container's CPU limit")
     spec: str | None = None
     service_name: str = "diabetes-service"

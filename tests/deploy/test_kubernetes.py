@@ -87,6 +87,7 @@ def test_deployment_follows_the_spec(manifests: dict[str, dict]) -> None:
     assert container["ports"] == [
         {"name": "http", "containerPort": 8080, "protocol": "TCP"},
         {"name": "grpc", "containerPort": spec.grpc_port, "protocol": "TCP"},  # Open Inference Protocol
+        {"name": "metrics", "containerPort": 8082, "protocol": "TCP"},  # /metrics, with no key
     ]
     # Draining: the preStop sleep plus the in-flight requests fit in the grace period.
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(spec.probes.pre_stop_seconds)]

@@ -67,7 +67,7 @@ class Supervisor:
         self.workdir = workdir
         self.slots = [Slot() for _ in range(settings.workers or 1)]
         self.board = WorkerBoard(len(self.slots))
-        metrics = Metrics(settings.metrics_dir, owner="supervisor")
+        self.metrics = metrics = Metrics(settings.metrics_dir, owner="supervisor")  # /metrics' own port too
         self.restarts = RestartLog(metrics)
         self.model = ModelFollower(settings, workdir, self.board, metrics)
         self.failure: str | None = None  # why the service could not serve; raised once all is stopped
@@ -220,6 +220,7 @@ class Supervisor:
             if not settings.auth_enabled:
                 log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
             grpc = f", Open Inference Protocol gRPC on port {settings.grpc_port}" if settings.grpc_port else ""
+            grpc += f", /metrics on port {settings.metrics_port}" if settings.metrics_port else ""
             log.info(
                 "serving %s version %s on http://%s:%d%s with %d workers",
                 resolved.name,
@@ -303,20 +304,31 @@ def serve(settings: ServiceSettings) -> int:
             require()  # SchemaMissing: said once here, not by every worker
         workers = settings.workers or cpu_limit()
         listeners = Listeners(settings.host, settings.port, workers, settings.grpc_port)
+        metrics_listener = None
         try:
+            if settings.metrics_port:  # else /metrics stays on the scoring port, behind the key
+                from diabetes_service.supervisor.metrics_listener import MetricsListener
+
+                metrics_listener = MetricsListener(settings.host, settings.metrics_port)
             (workdir / "metrics").mkdir()
             runtime = settings.model_copy(
                 update={
                     "workers": workers,
                     "port": listeners.port,
                     "grpc_port": listeners.grpc_port,
+                    "metrics_port": metrics_listener.port if metrics_listener else 0,
                     "prepared_file": str(workdir / "prepared.json"),
                     "metrics_dir": str(workdir / "metrics"),
                 }
             )
             log.info("settings: %s", runtime.describe())
-            return Supervisor(runtime, listeners, workdir).run()
+            supervisor = Supervisor(runtime, listeners, workdir)
+            if metrics_listener is not None:
+                metrics_listener.start(supervisor.metrics)
+            return supervisor.run()
         finally:
             listeners.close()
+            if metrics_listener is not None:
+                metrics_listener.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -96,10 +96,13 @@ class ScoringApp:
                 answer_description="Ready",
                 errors=(503,),
             ),
-            Route("GET", "/metrics", self._metrics, owner, summary="Prometheus metrics"),
             Route("GET", "/docs", self._docs_page, owner, public=docs_public, documented=False),
             *(Route("GET", path, self._asset, owner, public=docs_public, documented=False) for path in self.docs.paths),
         ]
+        # With a metrics port the supervisor serves /metrics there, with no key; run alone (no
+        # supervisor, no shared metrics folder) nothing would, so it stays here.
+        if not self.settings.metrics_port or self.settings.metrics_dir is None:
+            routes.append(Route("GET", "/metrics", self._metrics, owner, summary="Prometheus metrics"))
         secret = self.settings.webhook_secret
         if secret is not None:  # MLflow's registry webhook: not part of any scoring protocol's description
             hook = MLflowWebhook(secret.get_secret_value())
