@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reach it could score); also DIABETES_NO_AUTH=1 or the spec's auth: none",
     )
     parser.add_argument(
+        "--rate-limit",
+        metavar="RATE",
+        help="at most RATE calls per API key (per client address without keys) on this replica, e.g. 50/s or "
+        "3000/min; past it 429 with Retry-After (gRPC: RESOURCE_EXHAUSTED). A cluster-wide limit belongs at the "
+        "ingress",
+    )
+    parser.add_argument(
         "--allow-pickle",
         action="store_true",
         default=None,
@@ -134,6 +141,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "model_sha256",
         "trusted_types",
         "no_auth",
+        "rate_limit",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:

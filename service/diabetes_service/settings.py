@@ -67,6 +67,10 @@ class ServiceSettings(BaseModel):
     private_docs: bool = Field(default=False, description="require a key for /swagger.json and /docs too")
     no_auth: bool = Field(default=False, description="serve without keys on an address that is not loopback")
 
+    rate_limit: str | None = Field(
+        default=None,
+        description="per API key (per client address without keys), per replica: N/s, N/min or N/h; over it 429",
+    )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_rows: int = Field(default=10_000, ge=1)
     max_concurrent_requests: int | None = Field(
@@ -125,6 +129,16 @@ class ServiceSettings(BaseModel):
     @classmethod
     def _no_pin_when_empty(cls, value: object) -> object:
         return None if value == "" else value  # an image built without a pin sets the variable empty
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_has_a_unit(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an image built without a limit sets the variable empty
+        from diabetes_service.transport.rate_limit import per_second  # only when a limit is set
+
+        per_second(value)  # ValueError: names the form
+        return value.strip()
 
     @field_validator("trusted_types", mode="before")
     @classmethod

@@ -103,3 +103,29 @@ def test_forked_processes_share_one_bucket_per_key() -> None:
     assert refused > primary  # they did try far over the rate
     assert secondary[1] == 0  # the other key is not limited
     assert secondary[0] >= 20
+
+
+def test_the_spec_and_the_command_line_take_the_same_form() -> None:
+    import subprocess
+
+    import yaml
+
+    from diabetes_deploy.spec import SpecError, parse_spec, serving_environment
+    from tests.support.processes import DIABETES, REPO
+
+    data = yaml.safe_load((REPO / "service" / "deployment.yaml").read_text())
+    assert serving_environment(parse_spec({**data, "rate_limit": "3000/min"}))["DIABETES_RATE_LIMIT"] == "3000/min"
+    assert "DIABETES_RATE_LIMIT" not in serving_environment(parse_spec(data))
+    with pytest.raises(SpecError, match=r"^spec: rate_limit: must be a count per unit"):
+        parse_spec({**data, "rate_limit": "0/s"})
+    done = subprocess.run(
+        [DIABETES, "serve", "--rate-limit", "lots", "--model-uri", "/nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "diabetes serve: invalid setting rate_limit: must be a count per unit: N/s, N/min or N/h, e.g. 50/s or 3000/min"
+    )

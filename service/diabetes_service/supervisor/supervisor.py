@@ -322,6 +322,10 @@ def serve(settings: ServiceSettings) -> int:
                 }
             )
             log.info("settings: %s", runtime.describe())
+            if runtime.rate_limit:  # its buckets in shared memory, created before the fork: one per replica
+                from diabetes_service.transport.rate_limit import for_settings
+
+                for_settings(runtime.rate_limit, len(runtime.api_keys))
             supervisor = Supervisor(runtime, listeners, workdir)
             if metrics_listener is not None:
                 metrics_listener.start(supervisor.metrics)
