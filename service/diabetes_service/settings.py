@@ -154,7 +154,7 @@ class ServiceSettings(BaseModel):
             value = tuple(key.strip() for key in value.split(",") if key.strip())
         for key in value if isinstance(value, tuple) else ():
             secret = key.get_secret_value() if isinstance(key, SecretStr) else str(key)
-            # The generated Kubernetes Secret's placeholders must never become working keys.
+            # The placeholders earlier versions wrote into the Kubernetes Secret must never become working keys.
             if secret.startswith(PLACEHOLDER_KEY_PREFIX):
                 raise ValueError("holds a placeholder key (REPLACE-ME...): set real keys")
         return value
