@@ -5,9 +5,10 @@ carried the primary scoring key (issue 27); MLServer serves its metrics on a por
 the same reason. A port of its own is kept inside the cluster (no Service, ingress or published
 port carries it) and needs no credential at all.
 
-The workers already leave their totals in shared files (observability/metrics.py), so the
-supervisor adds them up and answers: no worker's event loop spends anything on a scrape, and a
-scrape still answers while every worker restarts (the restart counters are the supervisor's).
+The workers already leave their totals in shared files (observability/metrics.py), and so does the
+supervisor whenever its own counters change, so the supervisor adds those files up and answers: no
+worker's event loop spends anything on a scrape, and a scrape still answers while every worker
+restarts. A scrape only reads: it never writes a snapshot of its own.
 
 The listener is a thread of the supervisor reading one request line per connection, not the
 standard library's `http.server`: importing that (html, email, http.client, mimetypes) measured
@@ -25,10 +26,8 @@ import os
 import socket
 import threading
 import weakref
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from diabetes_service.observability.metrics import Metrics
+from diabetes_service.observability.metrics import Metrics
 
 log = logging.getLogger("diabetes_service.supervisor")
 
@@ -36,6 +35,13 @@ SCRAPE_TIMEOUT_SECONDS = 10.0  # to send the request, and to take the answer
 MAX_HEAD_BYTES = 16 * 1024
 POLL_SECONDS = 0.5  # how soon the accept loop sees close()
 _open: weakref.WeakSet[MetricsListener] = weakref.WeakSet()
+
+
+class _Gathered(Metrics):
+    """Every snapshot in the shared folder, added up; nothing of its own to save."""
+
+    def save(self) -> None:
+        pass
 
 
 class MetricsListener:
@@ -58,8 +64,8 @@ class MetricsListener:
         self._thread: threading.Thread | None = None
         _open.add(self)
 
-    def start(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+    def start(self, metrics_dir: str | None) -> None:
+        self._metrics = _Gathered(metrics_dir, owner="scrape")
         self._thread = threading.Thread(target=self._accept, name="metrics", daemon=True)
         self._thread.start()
 

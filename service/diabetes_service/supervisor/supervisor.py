@@ -67,7 +67,7 @@ class Supervisor:
         self.workdir = workdir
         self.slots = [Slot() for _ in range(settings.workers or 1)]
         self.board = WorkerBoard(len(self.slots))
-        self.metrics = metrics = Metrics(settings.metrics_dir, owner="supervisor")  # /metrics' own port too
+        metrics = Metrics(settings.metrics_dir, owner="supervisor")
         self.restarts = RestartLog(metrics)
         self.model = ModelFollower(settings, workdir, self.board, metrics)
         self.failure: str | None = None  # why the service could not serve; raised once all is stopped
@@ -326,10 +326,9 @@ def serve(settings: ServiceSettings) -> int:
                 from diabetes_service.transport.rate_limit import for_settings
 
                 for_settings(runtime.rate_limit, len(runtime.api_keys))
-            supervisor = Supervisor(runtime, listeners, workdir)
             if metrics_listener is not None:
-                metrics_listener.start(supervisor.metrics)
-            return supervisor.run()
+                metrics_listener.start(runtime.metrics_dir)
+            return Supervisor(runtime, listeners, workdir).run()
         finally:
             listeners.close()
             if metrics_listener is not None:
