@@ -26,6 +26,9 @@ os.environ.setdefault("DIABETES_ALLOW_PICKLE", "true")
 # Services serve gRPC on 8081 by default: many at once (this suite, other checkouts' suites on one
 # machine) would contend for it. The suite's services turn it off; the gRPC tests pass a free port.
 os.environ.setdefault("DIABETES_GRPC_PORT", "0")
+# Likewise /metrics' own port (8082): the suite's services keep it on the scoring port, behind the
+# key, as before; tests/service/test_metrics_port.py passes a free port.
+os.environ.setdefault("DIABETES_METRICS_PORT", "0")
 
 
 @dataclass(frozen=True)

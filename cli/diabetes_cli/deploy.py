@@ -68,9 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     k8s = targets.add_parser(
         "kubernetes",
-        help="write Kubernetes manifests (Deployment, Service, HPA, PDB, Secret, kustomization)",
+        help="write Kubernetes manifests (Deployment, Service, HPA, PDB, kustomization)",
         description="Write complete manifests into --out with a kustomization.yaml beside them "
-        "(`kubectl apply -k DIR`). The Secret takes DIABETES_API_KEYS, else a marked placeholder.",
+        "(`kubectl apply -k DIR`). No manifest holds a key: the command prints how to create the keys' "
+        "Secret from DIABETES_API_KEYS.",
     )
     _spec_arg(k8s)
     k8s.add_argument("--out", required=True, help="folder to write the manifests into")
@@ -184,20 +185,15 @@ def run_kubernetes(args: argparse.Namespace) -> int:
 
     spec = _load(args.spec)
     image = args.image or f"{spec.name}:latest"
-    keys = os.environ.get(kubernetes.KEYS_ENV) or None
     try:
-        written = kubernetes.write(
-            spec, Path(args.out), image, keys=keys, service_type=args.service_type, kserve=args.kserve
-        )
+        written = kubernetes.write(spec, Path(args.out), image, service_type=args.service_type, kserve=args.kserve)
     except _deploy_errors() as exc:
         raise CommandError(str(exc)) from None
     for path in written:
         print(path)
-    if spec.auth.enabled and not keys:
-        print(
-            f"note: {Path(args.out) / 'secret.yaml'} holds PLACEHOLDER keys: replace them before applying",
-            file=sys.stderr,
-        )
+    # No manifest holds a key: the Secrets come from this environment, created apart.
+    for command in kubernetes.secret_commands(spec):
+        print(f"note: before `kubectl apply -k {args.out}`, create the Secret: {command}", file=sys.stderr)
     return 0
 
 

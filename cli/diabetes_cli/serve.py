@@ -27,9 +27,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--grpc-port", type=int, help="Open Inference Protocol (V2) over gRPC on this port (default: 8081; 0: off)"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus /metrics on this port, with no key: keep it inside the cluster "
+        "(default: 8082; 0: on the scoring port, behind the key)",
+    )
     parser.add_argument("--workers", type=int, help="worker processes (default: the container's CPU limit)")
     parser.add_argument("--spec", help="a no-code deployment spec (service/deployment.yaml): model, name, auth")
     parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=None,
+        help="serve without API keys on an address that is not loopback (refused otherwise: anyone who can "
+        "reach it could score); also DIABETES_NO_AUTH=1 or the spec's auth: none",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="RATE",
+        help="at most RATE calls per API key (per client address without keys) on this replica, e.g. 50/s or "
+        "3000/min; past it 429 with Retry-After (gRPC: RESOURCE_EXHAUSTED). A cluster-wide limit belongs at the "
+        "ingress",
+    )
     parser.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -109,6 +129,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "host",
         "port",
         "grpc_port",
+        "metrics_port",
         "workers",
         "spec",
         "tracking_uri",
@@ -119,6 +140,8 @@ def build_settings(args: argparse.Namespace) -> Any:
         "allow_version_mismatch",
         "model_sha256",
         "trusted_types",
+        "no_auth",
+        "rate_limit",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:
@@ -146,5 +169,6 @@ def run(args: argparse.Namespace) -> int:
     except SchemaMissing as exc:
         raise CommandError(f"cannot serve gRPC: {exc}") from None
     except OSError as exc:
-        ports = f"{settings.port}" + (f" or {settings.grpc_port}" if settings.grpc_port else "")
+        others = [port for port in (settings.grpc_port, settings.metrics_port) if port]
+        ports = " or ".join(map(str, [settings.port, *others]))
         raise CommandError(f"cannot listen on {settings.host}:{ports}: {exc.strerror or exc}") from None

@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--ab-rounds", type=int, default=3, help="rounds of the --also-baseline A/B (default 3)")
     parser.add_argument(
+        "--rate-limit",
+        metavar="RATE",
+        help="run this checkout's `diabetes serve` with --rate-limit RATE (DIABETES_RATE_LIMIT; e.g. 1000000/s, far "
+        "above the load, to measure the limiter's cost against --also-baseline)",
+    )
+    parser.add_argument(
         "--also-starlette",
         action="store_true",
         help="also measure the scoring app with its own router and with Starlette's route matching, "
@@ -217,6 +223,8 @@ class Bench:
         local = servers.ours(store, str(folder), args.workers, cache)
         self.results.local_folder = self.startup_only(local, test_rows)
         ours = servers.ours(store, store.model_uri, args.workers, cache)
+        if args.rate_limit:
+            ours = replace(ours, env={**ours.env, "DIABETES_RATE_LIMIT": args.rate_limit})
         measured = servers.with_invocations(ours)
         if args.also_v2:
             measured = servers.with_v2(measured, store.model_name)

@@ -71,6 +71,8 @@ def ours(store: Store, model_uri: str, workers: int, cache: Path, *, access_log:
             DIABETES_HOME=str(store.home),
             DIABETES_MODEL_CACHE=str(cache),
             DIABETES_ACCESS_LOG="true" if access_log else "false",
+            # /metrics' own port's default is fixed too (8082): back on the scoring port here.
+            DIABETES_METRICS_PORT="0",
         ),
         ready_path="/health/ready",
         score_path="/score",

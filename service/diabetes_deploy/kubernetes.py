@@ -2,30 +2,30 @@
 
 Deployment (resources, probes on the service's routes, preStop + grace period to drain, non-root,
 read-only root filesystem with an emptyDir at /tmp), Service, HorizontalPodAutoscaler (when the spec
-autoscales), PodDisruptionBudget, the keys as a Secret, and a kustomization.yaml listing them. With
-`model.follow` the pod serves the registry's alias (`model.tracking_uri`) and follows it, with the
-registry's credentials in a Secret of their own.
-DIR/monitoring/ holds the ServiceMonitor, PrometheusRule and dashboard ConfigMap (monitoring.py), with
-their own kustomization: they need the Prometheus operator's CRDs, which not every cluster has.
+autoscales), PodDisruptionBudget and a kustomization.yaml listing them. No manifest holds a key or a
+credential: the pods read the keys from a Secret that `secret_commands` says how to create from the
+environment. With `model.follow` the pod serves the registry's alias (`model.tracking_uri`) and follows
+it, with the registry's credentials in a Secret of their own (optional, created the same way).
+DIR/monitoring/ holds the PodMonitor (scraping the pods' metrics port, with no key), PrometheusRule
+and dashboard ConfigMap (monitoring.py), with their own kustomization: they need the Prometheus
+operator's CRDs, which not every cluster has.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from diabetes_deploy import monitoring
 from diabetes_deploy.errors import DeployError
-from diabetes_deploy.monitoring import SCRAPE_KEY
 from diabetes_deploy.spec import DeploymentSpec, Probe, serving_environment
 
 CONTAINER_PORT = 8080
+# /metrics, with no key (`--metrics-port`'s default): pods only, never on the Service (monitoring.py).
+METRICS_PORT = 8082
 RUN_AS = 10001  # the image's `scoring` user
 KEYS_ENV = "DIABETES_API_KEYS"
 SECRET_KEY = "api-keys"  # noqa: S105 - the key name inside the Secret, not a key
-# Marked so nobody mistakes it for a key; `diabetes deploy kubernetes` warns when it writes it.
-PLACEHOLDER_KEYS = "REPLACE-ME-primary-key,REPLACE-ME-secondary-key"
 REGISTRY_CREDENTIALS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
@@ -73,6 +73,7 @@ def container_ports(spec: DeploymentSpec) -> list[dict[str, Any]]:
     ports: list[dict[str, Any]] = [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}]
     if spec.grpc_port:
         ports.append({"name": "grpc", "containerPort": spec.grpc_port, "protocol": "TCP"})
+    ports.append({"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"})
     return ports
 
 
@@ -133,7 +134,7 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
                     "labels": labels(spec),
                     "annotations": {
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(CONTAINER_PORT),
+                        "prometheus.io/port": str(METRICS_PORT),
                         "prometheus.io/path": "/metrics",
                     },
                 },
@@ -215,65 +216,36 @@ def disruption_budget(spec: DeploymentSpec) -> dict[str, Any]:
     }
 
 
-def keys_secret(spec: DeploymentSpec, keys: str | None) -> dict[str, Any] | None:
-    if not spec.auth.enabled:
-        return None
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": secret_name(spec),
-            "labels": labels(spec),
-            "annotations": {
-                "diabetes-scoring/keys": "from DIABETES_API_KEYS" if keys else "PLACEHOLDER: replace before applying"
-            },
-        },
-        "type": "Opaque",
-        # The scrape key: one key on its own, as the ServiceMonitor's Bearer token for /metrics.
-        "stringData": {
-            SECRET_KEY: keys or PLACEHOLDER_KEYS,
-            SCRAPE_KEY: (keys or PLACEHOLDER_KEYS).split(",")[0].strip(),
-        },
-    }
-
-
 def registry_secret_name(spec: DeploymentSpec) -> str:
     return f"{spec.name}-registry"
 
 
-def registry_secret(spec: DeploymentSpec) -> dict[str, Any] | None:
-    """MLflow's own credential variables for a following pod, from this environment when set."""
-    if not spec.model.follow:
-        return None
-    values = {name: os.environ[name] for name in REGISTRY_CREDENTIALS if os.environ.get(name)}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": registry_secret_name(spec),
-            "labels": labels(spec),
-            "annotations": {
-                "diabetes-scoring/registry": "from MLflow's credential variables"
-                if values
-                else "EMPTY: add MLFLOW_TRACKING_TOKEN (or USERNAME and PASSWORD) if the server needs them"
-            },
-        },
-        "type": "Opaque",
-        "stringData": values,
-    }
+def secret_commands(spec: DeploymentSpec) -> list[str]:
+    """How to create the Secrets the manifests name: no manifest holds a key or a credential, so
+    these read them from this shell's environment (never on a command line)."""
+    commands = []
+    if spec.auth.enabled:
+        commands.append(
+            f'printf %s "${KEYS_ENV}" | kubectl create secret generic {secret_name(spec)} '
+            f"--from-file={SECRET_KEY}=/dev/stdin"
+        )
+    if spec.model.follow:
+        commands.append(
+            f"kubectl create secret generic {registry_secret_name(spec)} --from-env-file=registry.env"
+            f"  # {' / '.join(REGISTRY_CREDENTIALS)}=..., only if the server needs them"
+        )
+    return commands
 
 
 def manifests(
-    spec: DeploymentSpec, image: str, *, keys: str | None = None, service_type: str = "ClusterIP", kserve: bool = False
+    spec: DeploymentSpec, image: str, *, service_type: str = "ClusterIP", kserve: bool = False
 ) -> dict[str, dict[str, Any]]:
     """File name -> manifest, in the order kustomize lists them; `kserve`: an InferenceService
-    (KServe makes the Deployment, Service and autoscaler) instead of our own."""
+    (KServe makes the Deployment, Service and autoscaler) instead of our own. The Secrets they name
+    are created apart (`secret_commands`): no manifest holds a key or a credential."""
     if spec.model.follow and not spec.model.tracking_uri:
         raise DeployError("model.follow in a pod needs model.tracking_uri: the MLflow tracking server to follow")
-    files: dict[str, dict[str, Any] | None] = {
-        "secret.yaml": keys_secret(spec, keys),
-        "registry-secret.yaml": registry_secret(spec),
-    }
+    files: dict[str, dict[str, Any] | None] = {}
     if kserve:
         if spec.model.follow:
             raise DeployError("--kserve serves the model baked into the image: model.follow is not supported there")
@@ -300,11 +272,6 @@ def manifests(
 
 
 HEADER = "# Generated by `diabetes deploy kubernetes` from the deployment spec: edit the spec, not this file.\n"
-PLACEHOLDER_NOTE = (
-    "# PLACEHOLDER KEYS: replace stringData.api-keys with 'primary,secondary' and scrape-key with the primary\n"
-    "# before applying\n"
-    "# (or run `DIABETES_API_KEYS=... diabetes deploy kubernetes --out DIR` again).\n"
-)
 
 
 def write(
@@ -312,21 +279,17 @@ def write(
     out: Path,
     image: str,
     *,
-    keys: str | None = None,
     service_type: str = "ClusterIP",
     kserve: bool = False,
 ) -> list[Path]:
     """Write the manifests into `out`; everything is rendered before the first file is written."""
     import yaml
 
-    keys = keys if keys is not None else (os.environ.get(KEYS_ENV) or None)
     rendered = {}
-    for name, doc in manifests(spec, image, keys=keys, service_type=service_type, kserve=kserve).items():
-        note = PLACEHOLDER_NOTE if name == "secret.yaml" and not keys else ""
-        rendered[name] = HEADER + note + yaml.safe_dump(doc, sort_keys=False)
-    secret = secret_name(spec) if spec.auth.enabled else None
-    # KServe names the Services it makes itself: the ServiceMonitor's selector is for our own Service.
-    for name, doc in {} if kserve else monitoring.kubernetes_manifests(spec, labels(spec), secret).items():
+    for name, doc in manifests(spec, image, service_type=service_type, kserve=kserve).items():
+        rendered[name] = HEADER + yaml.safe_dump(doc, sort_keys=False)
+    # KServe makes the pods itself, without our metrics port: the PodMonitor is for our own Deployment's.
+    for name, doc in {} if kserve else monitoring.kubernetes_manifests(spec, labels(spec)).items():
         rendered[f"monitoring/{name}"] = HEADER + yaml.safe_dump(doc, sort_keys=False)
     try:
         (out / "monitoring").mkdir(parents=True, exist_ok=True)
@@ -334,18 +297,15 @@ def write(
         for name, text in rendered.items():
             path = out / name
             tmp = path.with_suffix(".tmp")
-            # The Secret may hold real keys: readable by its owner only.
-            private = name in ("secret.yaml", "registry-secret.yaml")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
+            tmp.write_text(text)
             tmp.replace(path)
             written.append(path)
     except OSError as exc:
         raise DeployError(f"cannot write the manifests into {out}: {exc.strerror or exc}") from None
-    # A spec changed from autoscale to fixed replicas must not leave a stale HPA behind.
+    # A spec changed from autoscale to fixed replicas must not leave a stale HPA behind, nor an
+    # earlier version's Secrets their keys.
     stale_names = ("hpa.yaml", "secret.yaml", "registry-secret.yaml", "inferenceservice.yaml")
-    stale_names += ("servingruntime.yaml", "deployment.yaml")
+    stale_names += ("servingruntime.yaml", "deployment.yaml", "monitoring/servicemonitor.yaml")  # before PodMonitor
     for stale in (*stale_names, "service.yaml", "pdb.yaml"):
         if stale not in rendered and (out / stale).exists():
             (out / stale).unlink()

@@ -4,7 +4,7 @@ Both are built here from the service's metric names and latency buckets (through
 `diabetes_service.deploy_api`) and the load-test SLOs (`diabetes_loadtest`'s slo.yaml, package data),
 shipped in the repository under service/monitoring/ (regenerate with `python -m diabetes_deploy.monitoring
 service/monitoring`; a test keeps them in step), and written by `diabetes deploy kubernetes` as a
-PrometheusRule, a ServiceMonitor and the dashboard's ConfigMap for the Prometheus operator and
+PrometheusRule, a PodMonitor and the dashboard's ConfigMap for the Prometheus operator and
 Grafana's dashboard sidecar.
 """
 
@@ -62,7 +62,7 @@ def _within(quantile: float, ms: float) -> str:
 
 
 # Which scrape jobs are this service's: Prometheus' own `up` is the only series a dead target leaves.
-# The ServiceMonitor's job is the Service's name; the shipped file matches any job naming the service.
+# The PodMonitor's job is the pods' name label, the service's name; the shipped file matches any job naming the service.
 DEFAULT_JOB_MATCHER = 'job=~".*diabetes.*"'
 
 
@@ -131,8 +131,8 @@ def alert_rules(slo: Slo | None = None, job_matcher: str = DEFAULT_JOB_MATCHER) 
             "labels": {"severity": "page"},
             "annotations": {
                 "summary": "A replica's /metrics cannot be scraped",
-                "description": "Prometheus cannot scrape {{ $labels.instance }}: the process is down or the "
-                "scrape key is wrong.",
+                "description": "Prometheus cannot scrape {{ $labels.instance }}: the process is down or its "
+                "metrics port cannot be reached.",
             },
         },
         {
@@ -325,24 +325,25 @@ def shipped_files() -> dict[str, str]:
     return {"alerts.yaml": render_rules(), "dashboard.json": render_dashboard()}
 
 
-SCRAPE_KEY = "scrape-key"  # the entry of the keys Secret that the ServiceMonitor sends as a Bearer token
-
-
-def kubernetes_manifests(spec: Any, labels: dict[str, str], secret: str | None) -> dict[str, dict[str, Any]]:
+def kubernetes_manifests(spec: Any, labels: dict[str, str], metrics_port: str = "metrics") -> dict[str, dict[str, Any]]:
     """For the Prometheus operator and Grafana's sidecar: file name -> manifest, with their kustomization.
 
-    `secret`: the keys Secret's name when auth is on (/metrics wants a key too), else None.
+    A PodMonitor scrapes each pod's `metrics_port` (the container port's name) directly: /metrics
+    has a port of its own with no key (`--metrics-port`), which no Service carries, so nothing here
+    holds a credential and a LoadBalancer Service never exposes the metrics.
     """
-    endpoint: dict[str, Any] = {"port": "http", "path": "/metrics", "interval": "30s"}
-    if secret is not None:
-        endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": secret, "key": SCRAPE_KEY}}
+    endpoint: dict[str, Any] = {"port": metrics_port, "path": "/metrics", "interval": "30s"}
     files: dict[str, dict[str, Any]] = {
-        "servicemonitor.yaml": {
+        "podmonitor.yaml": {
             "apiVersion": "monitoring.coreos.com/v1",
-            "kind": "ServiceMonitor",
+            "kind": "PodMonitor",
             "metadata": {"name": spec.name, "labels": dict(labels)},
-            # The job label is the Service's name, which the rules' `up` matcher names.
-            "spec": {"selector": {"matchLabels": dict(labels)}, "endpoints": [endpoint]},
+            # The job label is the pods' name label, the service's name, which the rules' `up` matcher names.
+            "spec": {
+                "jobLabel": "app.kubernetes.io/name",
+                "selector": {"matchLabels": dict(labels)},
+                "podMetricsEndpoints": [endpoint],
+            },
         },
         "prometheusrule.yaml": {
             "apiVersion": "monitoring.coreos.com/v1",

@@ -22,6 +22,8 @@ NAME_RULE = (
 )
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 ALIAS_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")
+# `--rate-limit`'s form (diabetes_service/transport/rate_limit.py): a positive count per second, minute or hour.
+RATE_PATTERN = re.compile(r"^\s*(\d+(\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 # Keys are secrets: they come from DIABETES_API_KEYS or a Kubernetes Secret, never from this file.
 KEY_FIELDS = ("keys", "api_keys", "primary_key", "secondary_key", "key")
 
@@ -161,7 +163,11 @@ class Scale(_Strict):
 
 
 class Auth(_Strict):
-    """Whether callers need a key. The keys themselves live in DIABETES_API_KEYS or a Secret."""
+    """Whether callers need a key. The keys themselves live in DIABETES_API_KEYS or a Secret.
+
+    `auth: none` is short for `{enabled: false}`: the service then serves without keys on purpose
+    (`diabetes serve --no-auth`); with keys on and none set it refuses to start.
+    """
 
     enabled: bool = True
 
@@ -224,6 +230,8 @@ class DeploymentSpec(_Strict):
     grpc_port: int = Field(
         default=8081, ge=0, le=65535, description="Open Inference Protocol over gRPC in the container; 0: off"
     )
+    # Per API key (per client address without keys), per replica: `diabetes serve --rate-limit`.
+    rate_limit: str | None = None
     probes: Probes = Probes()
 
     @field_validator("name")
@@ -231,6 +239,24 @@ class DeploymentSpec(_Strict):
     def _name(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
             raise ValueError(NAME_RULE)
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        match = RATE_PATTERN.match(value or "1/s")
+        if match is None or float(match.group(1)) <= 0:
+            raise ValueError("must be a count per unit: N/s, N/min or N/h, e.g. 50/s or 3000/min")
+        return value
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_none(cls, value: Any) -> Any:
+        # `auth: none` says it in two words: serve without keys, on purpose (--no-auth).
+        if value == "none":
+            return {"enabled": False}
+        if isinstance(value, str):
+            raise ValueError("must be none or {enabled: true|false}")
         return value
 
     @model_validator(mode="after")
@@ -318,7 +344,11 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         "graceful_timeout_seconds": spec.probes.termination_grace_period_seconds - spec.probes.pre_stop_seconds,
     }
     if not spec.auth.enabled:
+        # Without keys on purpose: the container listens on every interface (--no-auth).
         values["api_keys"] = ()
+        values["no_auth"] = True
+    if spec.rate_limit:
+        values["rate_limit"] = spec.rate_limit
     if spec.model.follow:
         values["follow"] = True
     if spec.model.tracking_uri:

@@ -5,6 +5,9 @@ deployment spec (`--spec`), else the defaults below. The object validated once i
 the supervisor hands it to every worker it forks as it is, completed only with what the supervisor
 itself decides (worker count, bound port, the files it shares with its workers).
 
+Off loopback, the settings are refused without API keys unless `no_auth` (`--no-auth`,
+`DIABETES_NO_AUTH=1`, the spec's `auth: none`) says so: an open door is never a default.
+
 The environment is read by one validator here rather than by pydantic-settings: its import cost
 every start ~70 ms before the first worker could fork, for the one source we use (prefixed
 variables, names case-insensitive, a keyword argument winning over a variable).
@@ -12,6 +15,7 @@ variables, names case-insensitive, a keyword argument winning over a variable).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Any
@@ -24,6 +28,16 @@ PLACEHOLDER_KEY_PREFIX = "REPLACE-ME"
 FOLLOWABLE = re.compile(r"^models:/[^/@]+(@[^/]+|/latest)/?$")
 
 
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address; any other name or address (`0.0.0.0`, `::`) may be reachable."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -32,6 +46,9 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     grpc_port: int = Field(
         default=8081, ge=0, le=65535, description="Open Inference Protocol over gRPC (KServe's port); 0: off"
+    )
+    metrics_port: int = Field(
+        default=8082, ge=0, le=65535, description="/metrics here, with no key; 0: on the scoring port, behind the key"
     )
     workers: int | None = Field(default=None, ge=1, le=64, description="default: the container's CPU limit")
     spec: str | None = None
@@ -48,7 +65,12 @@ class ServiceSettings(BaseModel):
     # Primary first, then secondary; comma-separated in DIABETES_API_KEYS.
     api_keys: tuple[SecretStr, ...] = ()
     private_docs: bool = Field(default=False, description="require a key for /swagger.json and /docs too")
+    no_auth: bool = Field(default=False, description="serve without keys on an address that is not loopback")
 
+    rate_limit: str | None = Field(
+        default=None,
+        description="per API key (per client address without keys), per replica: N/s, N/min or N/h; over it 429",
+    )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_rows: int = Field(default=10_000, ge=1)
     max_concurrent_requests: int | None = Field(
@@ -108,6 +130,16 @@ class ServiceSettings(BaseModel):
     def _no_pin_when_empty(cls, value: object) -> object:
         return None if value == "" else value  # an image built without a pin sets the variable empty
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_has_a_unit(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an image built without a limit sets the variable empty
+        from diabetes_service.transport.rate_limit import per_second  # only when a limit is set
+
+        per_second(value)  # ValueError: names the form
+        return value.strip()
+
     @field_validator("trusted_types", mode="before")
     @classmethod
     def _split_types(cls, value: object) -> object:
@@ -122,7 +154,7 @@ class ServiceSettings(BaseModel):
             value = tuple(key.strip() for key in value.split(",") if key.strip())
         for key in value if isinstance(value, tuple) else ():
             secret = key.get_secret_value() if isinstance(key, SecretStr) else str(key)
-            # The generated Kubernetes Secret's placeholders must never become working keys.
+            # The placeholders earlier versions wrote into the Kubernetes Secret must never become working keys.
             if secret.startswith(PLACEHOLDER_KEY_PREFIX):
                 raise ValueError("holds a placeholder key (REPLACE-ME...): set real keys")
         return value
@@ -133,6 +165,17 @@ class ServiceSettings(BaseModel):
             raise ValueError(
                 f"--follow needs a models:/NAME@ALIAS or models:/NAME/latest URI, not {self.model_uri}"
                 " (a fixed version never moves)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_open_door_by_accident(self) -> ServiceSettings:
+        # Anyone who can reach a non-loopback address could score (and read /metrics) with no key:
+        # the defaults that left TorchServe's and `mlflow models serve`'s doors open (issue 27).
+        if not self.api_keys and not self.no_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"serving on {self.host} without API keys: set DIABETES_API_KEYS='primary,secondary', "
+                "or pass --no-auth (DIABETES_NO_AUTH=1, the spec's auth: none) to serve without keys"
             )
         return self
 

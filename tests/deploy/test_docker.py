@@ -171,9 +171,16 @@ def test_the_image_pins_its_models_artifact(deployed: Deployed) -> None:
     env = json.loads(docker("inspect", "--format", "{{json .Config.Env}}", deployed.image).stdout)
     pin = next(item.split("=", 1)[1] for item in env if item.startswith("DIABETES_MODEL_SHA256="))
     assert len(pin) == 64
+    # /metrics is on the container's own metrics port (8082, EXPOSEd, not published), with no key.
+    url = "http://127.0.0.1:8082/metrics"
+    scrape = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    metrics = docker("exec", NAME, "/opt/venv/bin/python3", "-c", scrape)
+    assert metrics.returncode == 0, metrics.stderr
+    assert f'sha256="{pin}"' in metrics.stdout
     headers = {"Authorization": f"Bearer {KEYS.split(',')[0]}"}
-    metrics = requests.get(deployed.url.removesuffix("/score") + "/metrics", headers=headers, timeout=5)
-    assert f'sha256="{pin}"' in metrics.text
+    assert requests.get(deployed.url.removesuffix("/score") + "/metrics", headers=headers, timeout=5).status_code == 404
+    exposed = json.loads(docker("inspect", "--format", "{{json .Config.ExposedPorts}}", deployed.image).stdout)
+    assert "8082/tcp" in exposed
 
 
 def test_the_specs_settings_reach_the_containers_workers(deployed: Deployed) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("k8s")
     proc = deploy_kubernetes(out, "--image", "diabetes-service:1")
     assert proc.returncode == 0, proc.stderr
-    assert "PLACEHOLDER" in proc.stderr
+    assert "create the Secret" in proc.stderr
     return load_dir(out)
 
 
@@ -53,7 +52,7 @@ def test_every_manifest_is_valid_in_strict_mode(manifests: dict[str, dict]) -> N
             continue
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         kinds[doc["kind"]] = name
-    assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret"}
+    assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 
 
 def test_strict_validation_catches_a_mistake(manifests: dict[str, dict]) -> None:
@@ -87,6 +86,7 @@ def test_deployment_follows_the_spec(manifests: dict[str, dict]) -> None:
     assert container["ports"] == [
         {"name": "http", "containerPort": 8080, "protocol": "TCP"},
         {"name": "grpc", "containerPort": spec.grpc_port, "protocol": "TCP"},  # Open Inference Protocol
+        {"name": "metrics", "containerPort": 8082, "protocol": "TCP"},  # /metrics, with no key
     ]
     # Draining: the preStop sleep plus the in-flight requests fit in the grace period.
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(spec.probes.pre_stop_seconds)]
@@ -136,19 +136,26 @@ def test_service_hpa_pdb(manifests: dict[str, dict]) -> None:
     assert pdb["maxUnavailable"] == 1
 
 
-def test_placeholder_secret_is_marked(manifests: dict[str, dict], tmp_path: Path) -> None:
-    secret = manifests["secret.yaml"]
-    assert secret["stringData"]["api-keys"].startswith("REPLACE-ME")
-    assert "PLACEHOLDER" in secret["metadata"]["annotations"]["diabetes-scoring/keys"]
-
-
-def test_keys_from_the_environment_go_into_a_private_secret(tmp_path: Path) -> None:
+def test_no_manifest_holds_a_key_the_secret_is_created_from_the_environment(tmp_path: Path) -> None:
+    stale = tmp_path / "secret.yaml"  # an earlier version wrote the keys here
+    stale.write_text("stringData: {api-keys: k-old}\n")
     proc = deploy_kubernetes(tmp_path, keys="k-primary,k-secondary")
     assert proc.returncode == 0, proc.stderr
+    assert not stale.exists()
+    written = sorted(tmp_path.rglob("*.yaml"))
+    assert written
+    for path in written:
+        text = path.read_text()
+        assert "k-primary" not in text
+        assert "k-old" not in text
+        assert "kind: Secret" not in text
     assert "k-primary" not in proc.stdout + proc.stderr
-    secret = yaml.safe_load((tmp_path / "secret.yaml").read_text())
-    assert secret["stringData"]["api-keys"] == "k-primary,k-secondary"
-    assert stat.S_IMODE((tmp_path / "secret.yaml").stat().st_mode) == 0o600
+    # The command reads the keys from the environment by name, never from a command line.
+    assert proc.stderr.strip().splitlines() == [
+        f"note: before `kubectl apply -k {tmp_path}`, create the Secret: "
+        'printf %s "$DIABETES_API_KEYS" | kubectl create secret generic diabetes-service-keys '
+        "--from-file=api-keys=/dev/stdin"
+    ]
 
 
 def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:
@@ -156,7 +163,6 @@ def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:
     first = deploy_kubernetes(out)
     assert first.returncode == 0
     assert (out / "hpa.yaml").exists()
-    assert (out / "secret.yaml").exists()
     spec = tmp_path / "fixed.yaml"
     spec.write_text(
         "name: fixed-service\nmodel: {name: diabetes_model, version: 3}\nscale: {replicas: 2}\nauth: {enabled: false}\n"
@@ -248,14 +254,15 @@ def test_a_following_pod_serves_the_registrys_alias_with_credentials_from_a_secr
     assert env_values["DIABETES_TRACKING_URI"] == "https://mlflow.example.test"
     assert env_values["DIABETES_FOLLOW"] == "True"
     assert container["envFrom"] == [{"secretRef": {"name": "follow-service-registry", "optional": True}}]
-    secret = docs["registry-secret.yaml"]
-    assert secret["stringData"] == {"MLFLOW_TRACKING_TOKEN": "registry-token-for-test"}
-    assert stat.S_IMODE((tmp_path / "out" / "registry-secret.yaml").stat().st_mode) == 0o600
-    assert "registry-token-for-test" not in (tmp_path / "out" / "deployment.yaml").read_text()
+    # The registry's credentials are in no manifest: the Secret is made apart, from a file of them.
+    for path in (tmp_path / "out").rglob("*.yaml"):
+        assert "registry-token-for-test" not in path.read_text()
+    assert "registry-secret.yaml" not in docs
+    assert "kubectl create secret generic follow-service-registry --from-env-file=registry.env" in done.stderr
+    assert "registry-token-for-test" not in done.stderr
     for name, doc in docs.items():
         if name != "kustomization.yaml":
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    assert "registry-secret.yaml" in docs["kustomization.yaml"]["resources"]
 
 
 def test_following_without_a_tracking_server_is_refused(tmp_path: Path) -> None:
@@ -285,4 +292,4 @@ def test_kubectl_kustomize_builds_it(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(proc.stdout))
-    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service"]
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]

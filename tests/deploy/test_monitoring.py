@@ -187,15 +187,26 @@ def test_kubernetes_output_has_the_monitoring_manifests(tmp_path: Path) -> None:
     folder = tmp_path / "monitoring"
     docs = {p.name: yaml.safe_load(p.read_text()) for p in folder.glob("*.yaml")}
     assert sorted(docs["kustomization.yaml"]["resources"]) == sorted(set(docs) - {"kustomization.yaml"})
-    monitor = docs["servicemonitor.yaml"]
-    assert monitor["kind"] == "ServiceMonitor"
+    monitor = docs["podmonitor.yaml"]
+    assert monitor["kind"] == "PodMonitor"
+    deployment = yaml.safe_load((tmp_path / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
+    assert pod["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "diabetes-service"  # the rules' job
+    # The pods' metrics port (--metrics-port's default), scraped with no credential; no Service carries it.
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    assert set(endpoint) == {"port", "path", "interval"}
+    ports = pod["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 8082, "protocol": "TCP"} in ports
     service = yaml.safe_load((tmp_path / "service.yaml").read_text())
-    assert monitor["spec"]["selector"]["matchLabels"] == service["metadata"]["labels"]
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    assert endpoint["authorization"]["credentials"] == {"name": "diabetes-service-keys", "key": "scrape-key"}
-    secret = yaml.safe_load((tmp_path / "secret.yaml").read_text())
-    assert secret["stringData"]["scrape-key"] == "k-primary"
+    assert "metrics" not in {port["targetPort"] for port in service["spec"]["ports"]}
+    # No monitoring manifest holds a credential or names the keys' Secret.
+    for path in folder.glob("*.yaml"):
+        text = path.read_text()
+        assert "k-primary" not in text
+        assert "diabetes-service-keys" not in text
+        assert "authorization" not in text.lower()
     rule = docs["prometheusrule.yaml"]
     assert rule["kind"] == "PrometheusRule"
     exprs = [r["expr"] for r in rule["spec"]["groups"][0]["rules"]]
@@ -203,6 +214,6 @@ def test_kubernetes_output_has_the_monitoring_manifests(tmp_path: Path) -> None:
     board = json.loads(docs["dashboard-configmap.yaml"]["data"]["diabetes-scoring.json"])
     assert board == monitoring.dashboard()
     assert docs["dashboard-configmap.yaml"]["metadata"]["labels"]["grafana_dashboard"] == "1"
-    # The pods still carry the scrape annotations for annotation-driven Prometheus setups.
-    deployment = yaml.safe_load((tmp_path / "deployment.yaml").read_text())
-    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    # The pods still carry the scrape annotations for annotation-driven Prometheus setups, on that port.
+    annotations = pod["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("8082", "/metrics")

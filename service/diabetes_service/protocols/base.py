@@ -47,6 +47,7 @@ STATUS_DESCRIPTIONS = {
     413: "Body or row count over the limit",
     415: "Content type not supported by this route",
     422: "Invalid input: the message names the field and the problem",
+    429: "Over the rate limit of this API key (of the client address without keys): retry after Retry-After seconds",
     503: "Not ready yet, draining, or too many requests in flight: retry after the Retry-After seconds",
 }
 

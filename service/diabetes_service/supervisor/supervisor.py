@@ -273,6 +273,7 @@ class Supervisor:
             if not settings.auth_enabled:
                 log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
             grpc = f", Open Inference Protocol gRPC on port {settings.grpc_port}" if settings.grpc_port else ""
+            grpc += f", /metrics on port {settings.metrics_port}" if settings.metrics_port else ""
             log.info(
                 "serving %s version %s on http://%s:%d%s with %d workers",
                 resolved.name,
@@ -358,20 +359,34 @@ def serve(settings: ServiceSettings) -> int:
             require()  # SchemaMissing: said once here, not by every worker
         workers = settings.workers or cpu_limit()
         listeners = Listeners(settings.host, settings.port, workers, settings.grpc_port)
+        metrics_listener = None
         try:
+            if settings.metrics_port:  # else /metrics stays on the scoring port, behind the key
+                from diabetes_service.supervisor.metrics_listener import MetricsListener
+
+                metrics_listener = MetricsListener(settings.host, settings.metrics_port)
             (workdir / "metrics").mkdir()
             runtime = settings.model_copy(
                 update={
                     "workers": workers,
                     "port": listeners.port,
                     "grpc_port": listeners.grpc_port,
+                    "metrics_port": metrics_listener.port if metrics_listener else 0,
                     "prepared_file": str(workdir / "prepared.json"),
                     "metrics_dir": str(workdir / "metrics"),
                 }
             )
             log.info("settings: %s", runtime.describe())
+            if runtime.rate_limit:  # its buckets in shared memory, created before the fork: one per replica
+                from diabetes_service.transport.rate_limit import for_settings
+
+                for_settings(runtime.rate_limit, len(runtime.api_keys))
+            if metrics_listener is not None:
+                metrics_listener.start(runtime.metrics_dir)
             return Supervisor(runtime, listeners, workdir).run()
         finally:
             listeners.close()
+            if metrics_listener is not None:
+                metrics_listener.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The ASGI application: routing, keys, request ids, metrics and the access log around every route.
+"""The ASGI application: routing, keys, rate limit, request ids, metrics and the access log around every route.
 
 Protocol adapters (`protocols/`) contribute routes, each with its own error body; this module only
 wires them together, and builds the API description from the same routes. The model is loaded in
@@ -40,6 +40,7 @@ from diabetes_service.settings import ServiceSettings
 from diabetes_service.transport.auth import KeyChecker
 from diabetes_service.transport.docs import SwaggerPage
 from diabetes_service.transport.openapi import openapi_document
+from diabetes_service.transport.rate_limit import for_settings as rate_limiter
 from diabetes_service.transport.webhook import MLflowWebhook
 
 log = logging.getLogger("diabetes_service")
@@ -52,6 +53,7 @@ class ScoringApp:
         self.settings = settings
         self.state = ServiceState(settings)
         self.keys = KeyChecker(key.get_secret_value() for key in settings.api_keys)
+        self.limiter = rate_limiter(settings.rate_limit, len(settings.api_keys))  # None: no limit
         self.metrics = Metrics(settings.metrics_dir)
         self.access_log = AccessLog(settings.access_log)
         self.docs = SwaggerPage(settings.service_name)
@@ -96,10 +98,13 @@ class ScoringApp:
                 answer_description="Ready",
                 errors=(503,),
             ),
-            Route("GET", "/metrics", self._metrics, owner, summary="Prometheus metrics"),
             Route("GET", "/docs", self._docs_page, owner, public=docs_public, documented=False),
             *(Route("GET", path, self._asset, owner, public=docs_public, documented=False) for path in self.docs.paths),
         ]
+        # With a metrics port the supervisor serves /metrics there, with no key; run alone (no
+        # supervisor, no shared metrics folder) nothing would, so it stays here.
+        if not self.settings.metrics_port or self.settings.metrics_dir is None:
+            routes.append(Route("GET", "/metrics", self._metrics, owner, summary="Prometheus metrics"))
         secret = self.settings.webhook_secret
         if secret is not None:  # MLflow's registry webhook: not part of any scoring protocol's description
             hook = MLflowWebhook(secret.get_secret_value())
@@ -119,6 +124,7 @@ class ScoringApp:
             core,
             title=self.settings.service_name,
             auth_enabled=self.state.auth_enabled,
+            rate_limited=self.limiter is not None,
         )
         return orjson.dumps(document)
 
@@ -245,7 +251,9 @@ class ScoringApp:
                 request.params = params
                 route_label = route.path  # the template: one metrics label per route, not per name
             if not route.public:
-                self.keys.check(headers.get(b"authorization"))
+                key = self.keys.check(headers.get(b"authorization"))
+                if self.limiter is not None:
+                    self.limiter.admit(key, scope.get("client"))
             if request.method == "POST":
                 limited = self.concurrency_limit is not None
                 if limited:

@@ -18,16 +18,19 @@ class KeyChecker:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def check(self, authorization: bytes | None) -> None:
-        """Raise 401 unless `authorization` is `Bearer <one of the keys>`."""
+    def check(self, authorization: bytes | None) -> int | None:
+        """Raise 401 unless `authorization` is `Bearer <one of the keys>`; the key's index (0: primary),
+        which the rate limit counts by, or None when no keys are configured."""
         if not self._keys:
-            return
+            return None
         if not authorization:
             raise HTTPError(401, "missing API key: send 'Authorization: Bearer <key>'", headers=UNAUTHORIZED_HEADERS)
         scheme, _, presented = authorization.partition(b" ")
         # Compare against every key, without stopping at the first match, in constant time each.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(presented.strip(), key)
-        if scheme.lower() != b"bearer" or not matched:
+        matched = None
+        for index, key in enumerate(self._keys):
+            if hmac.compare_digest(presented.strip(), key):
+                matched = index
+        if scheme.lower() != b"bearer" or matched is None:
             raise HTTPError(401, "invalid API key", headers=UNAUTHORIZED_HEADERS)
+        return matched

@@ -25,6 +25,8 @@ from diabetes_service.protocols.openapi_models import FeatureModels
 from diabetes_service.scoring.core import ScoringCore
 
 REF = "#/components/schemas/{model}"
+RETRY_AFTER = (429,)  # statuses whose Retry-After is always sent
+RETRY_AFTER_HEADER = {"description": "Seconds to wait before calling again", "schema": {"type": "integer"}}
 
 
 class _SchemaGenerator(GenerateJsonSchema):
@@ -35,7 +37,13 @@ class _SchemaGenerator(GenerateJsonSchema):
 
 
 def openapi_document(
-    routes: Iterable[Route], protocols: Iterable[Protocol], core: ScoringCore, *, title: str, auth_enabled: bool
+    routes: Iterable[Route],
+    protocols: Iterable[Protocol],
+    core: ScoringCore,
+    *,
+    title: str,
+    auth_enabled: bool,
+    rate_limited: bool = False,
 ) -> dict[str, Any]:
     features = FeatureModels.of(core)
     models: dict[str, type[BaseModel]] = {}
@@ -48,7 +56,7 @@ def openapi_document(
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if route.documented:
-            paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, core, auth_enabled)
+            paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, core, auth_enabled, rate_limited)
     document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
@@ -96,7 +104,7 @@ def _openapi_30(schema: Any) -> Any:
     return out
 
 
-def _operation(route: Route, core: ScoringCore, auth_enabled: bool) -> dict[str, Any]:
+def _operation(route: Route, core: ScoringCore, auth_enabled: bool, rate_limited: bool) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": route.summary,
         "operationId": _operation_id(route),
@@ -117,12 +125,16 @@ def _operation(route: Route, core: ScoringCore, auth_enabled: bool) -> dict[str,
     if auth_enabled and not route.public:
         statuses.add(401)
         operation["security"] = [{"bearerAuth": []}]
+    if rate_limited and not route.public:  # `--rate-limit` counts every call that needs a key
+        statuses.add(429)
     error_schema = {"$ref": REF.format(model=route.protocol.error_model.__name__)}
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": STATUS_DESCRIPTIONS[status],
             "content": {"application/json": {"schema": error_schema}},
         }
+        if status in RETRY_AFTER:
+            responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
     operation["responses"] = responses
     return operation
 

@@ -5,7 +5,8 @@ The messages are the ones of the protocol's proto as Triton's client package pub
 here is hand-written protobuf. This module turns those messages into the data plane's `Tensor`s and
 back, and the data plane's errors into gRPC status codes: INVALID_ARGUMENT for a caller mistake,
 NOT_FOUND for an unknown model or version, UNAUTHENTICATED for a missing or wrong key, UNAVAILABLE
-while loading or draining, RESOURCE_EXHAUSTED for a message over the body limit.
+while loading or draining, RESOURCE_EXHAUSTED for a message over the body limit, and past
+`--rate-limit` (with `retry-after` seconds in the trailing metadata; counted as 429).
 
 The transport is grpclib (pure Python, HTTP/2 by h2) rather than grpcio: grpcio's C core is 18 MB
 installed and would take the image past its 350 MB budget (measured: 346 MB without gRPC, ~366 MB
@@ -102,7 +103,7 @@ def status_of(exc: Exception) -> CallError:
     if isinstance(exc, ScoringTimeout):
         return CallError(Status.DEADLINE_EXCEEDED, str(exc))
     if isinstance(exc, HTTPError):
-        codes = {401: Status.UNAUTHENTICATED, 503: Status.UNAVAILABLE}
+        codes = {401: Status.UNAUTHENTICATED, 429: Status.RESOURCE_EXHAUSTED, 503: Status.UNAVAILABLE}
         return CallError(codes.get(exc.status, Status.INVALID_ARGUMENT), exc.message)
     raise TypeError(type(exc).__name__)
 
@@ -232,13 +233,20 @@ class V2GrpcServicer:
                 if self.draining:
                     raise CallError(Status.UNAVAILABLE, "the service is shutting down; call another replica")
                 if not public:
-                    app.keys.check(_metadata(stream, "authorization"))
+                    key = app.keys.check(_metadata(stream, "authorization"))
+                    if app.limiter is not None:
+                        app.limiter.admit(key, None if key is not None else stream.peer.addr())
                 request = await _receive(stream, request_type, limit)
                 response, rows, method = await call(request)
                 await stream.send_message(response)
             except (CallError, ScoringError, ModelNotFound, ModelNotReady, ScoringTimeout, HTTPError) as exc:
                 error = status_of(exc)
                 status = HTTP_STATUS.get(error.code, 400)
+                if isinstance(exc, HTTPError) and exc.status == 429:  # the rate limit: its Retry-After as metadata
+                    status = 429
+                    retry = [(name.decode(), value.decode()) for name, value in exc.headers]
+                    await stream.send_trailing_metadata(status=error.code, status_message=error.message, metadata=retry)
+                    return
                 raise GRPCError(error.code, error.message) from None
             except GRPCError:
                 raise
