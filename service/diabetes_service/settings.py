@@ -26,6 +26,10 @@ ENV_PREFIX = "DIABETES_"
 DEFAULT_MODEL_URI = "models:/diabetes_model@champion"
 PLACEHOLDER_KEY_PREFIX = "REPLACE-ME"
 FOLLOWABLE = re.compile(r"^models:/[^/@]+(@[^/]+|/latest)/?$")
+# `--rate-limit`'s form (the limiter itself is transport/rate_limit.py).
+UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
+RATE_RULE = "must be a count per unit: N/s, N/min or N/h, e.g. 50/s or 3000/min"
 
 
 def is_loopback(host: str) -> bool:
@@ -36,6 +40,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def per_second(rate: str) -> float:
+    """`50/s` -> 50.0, `3000/min` -> 50.0; ValueError naming the form otherwise."""
+    match = RATE.match(rate.lower())
+    if match is None or match.group(2) not in UNITS or float(match.group(1)) <= 0:
+        raise ValueError(RATE_RULE)
+    return float(match.group(1)) / UNITS[match.group(2)]
 
 
 class ServiceSettings(BaseModel):
@@ -135,8 +147,6 @@ class ServiceSettings(BaseModel):
     def _rate_has_a_unit(cls, value: str | None) -> str | None:
         if not value:
             return None  # an image built without a limit sets the variable empty
-        from diabetes_service.transport.rate_limit import per_second  # only when a limit is set
-
         per_second(value)  # ValueError: names the form
         return value.strip()
 

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from diabetes_service.transport.rate_limit import BURST_SECONDS, RateLimited, RateLimiter, per_second
+from diabetes_service.settings import per_second
+from diabetes_service.transport.rate_limit import BURST_SECONDS, RateLimited, RateLimiter
 
 
 @pytest.mark.parametrize(

@@ -28,26 +28,15 @@ from __future__ import annotations
 
 import ctypes
 import math
-import re
 import time
 import zlib
 from multiprocessing.sharedctypes import RawArray
 
 from diabetes_service.protocols.http import HTTPError
+from diabetes_service.settings import per_second
 
 ADDRESS_SLOTS = 4096
 BURST_SECONDS = 0.1  # a full bucket holds this long's worth of calls (at least one)
-UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
-RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
-RATE_RULE = "must be a count per unit: N/s, N/min or N/h, e.g. 50/s or 3000/min"
-
-
-def per_second(rate: str) -> float:
-    """`50/s` -> 50.0, `3000/min` -> 50.0; ValueError naming the form otherwise."""
-    match = RATE.match(rate.lower())
-    if match is None or match.group(2) not in UNITS or float(match.group(1)) <= 0:
-        raise ValueError(RATE_RULE)
-    return float(match.group(1)) / UNITS[match.group(2)]
 
 
 class RateLimited(HTTPError):
