@@ -6,7 +6,7 @@ the model first and only then opens its own socket: until it is warm the kernel 
 connections to the live workers, instead of queueing them on a worker that cannot answer yet.
 
 With a gRPC port, the worker also runs the Open Inference Protocol's gRPC server on the same event
-loop (protocols/v2/grpc.py), started once the worker is warm: its modules (grpclib, protobuf and the
+loop (transport/grpc_server.py), started once the worker is warm: its modules (grpclib, protobuf and the
 message classes, ~60-100 ms) are imported in a thread then, off the HTTP side's way to its first
 answer, and the worker reports ready (/health/ready) only once both listen. SIGTERM stops both:
 neither takes new calls, both finish theirs.
@@ -45,7 +45,7 @@ class WorkerServer(uvicorn.Server):
         super().__init__(config)
         self.scoring_app = app
         self.supervisor = os.getppid()
-        self.grpc: Any = None  # protocols.v2_grpc.GrpcTransport, with a gRPC port, once it listens
+        self.grpc: Any = None  # transport.grpc_server.GrpcTransport, with a gRPC port, once it listens
         self.grpc_starting: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         if app.settings.grpc_port:
@@ -57,7 +57,7 @@ class WorkerServer(uvicorn.Server):
         if self.scoring_app.settings.grpc_port:
             # From the load thread the moment the model is warm; or now, if it is already (a
             # replacement loads before it listens; a quick load may have finished meanwhile).
-            self.scoring_app.on_warm = lambda: loop.call_soon_threadsafe(self._start_grpc)
+            self.scoring_app.lifecycle.on_warm = lambda: loop.call_soon_threadsafe(self._start_grpc)
             if self.scoring_app.state.warm:
                 self._start_grpc()
 
@@ -67,7 +67,7 @@ class WorkerServer(uvicorn.Server):
 
     async def _grpc_up(self) -> None:
         # Imported in a thread: the event loop goes on answering HTTP meanwhile.
-        module = await asyncio.to_thread(importlib.import_module, "diabetes_service.protocols.v2.grpc")
+        module = await asyncio.to_thread(importlib.import_module, "diabetes_service.transport.grpc_server")
         if self.should_exit:
             return
         transport = module.GrpcTransport(self.scoring_app)
@@ -104,7 +104,7 @@ class WorkerServer(uvicorn.Server):
         if board.current is not None:
             workers, slot = board.current
             workers.beat(slot)
-            self.scoring_app.follow_generation()
+            self.scoring_app.lifecycle.follow_generation()
         if os.getppid() != self.supervisor and not self.should_exit:
             # The supervisor is gone (SIGKILL, OOM): nobody would stop or replace this worker.
             logging.getLogger("diabetes_service").warning("supervisor gone: worker %d drains and stops", os.getpid())
@@ -117,7 +117,7 @@ def run_worker(settings: ServiceSettings, sock: socket.socket | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     app = ScoringApp(settings)
     if sock is None:
-        app.load()
+        app.lifecycle.load()
         sock = bound(settings.host, settings.port)
     config = uvicorn.Config(
         app,
