@@ -90,15 +90,15 @@ class Spans:
         token = self._context.attach(self._trace.set_span_in_context(span, parent))
         call.span = (span, token)
 
-    def close(self, call: Any, status: int, rows: int, method: str | None, model: tuple[str, str]) -> None:
+    def close(self, call: Any, status: int, rows: int, method: str | None, name: str, version: str) -> None:
         span, token = call.span
         # A gRPC call's status is the HTTP one REST gives the same outcome (metrics and the access
         # log count it so too); its own code is in rpc.grpc.status_code.
         span.set_attribute("http.response.status_code", status)
         if call.code is not None:
             span.set_attribute("rpc.grpc.status_code", call.code)
-        span.set_attribute("diabetes.model.name", model[0])
-        span.set_attribute("diabetes.model.version", model[1])
+        span.set_attribute("diabetes.model.name", name)
+        span.set_attribute("diabetes.model.version", version)
         span.set_attribute("diabetes.request_id", call.request_id)
         if rows:
             span.set_attributes({"diabetes.rows": rows, "diabetes.method": method or ""})

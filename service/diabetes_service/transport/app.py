@@ -118,6 +118,7 @@ class ScoringApp:
                 self.state.draining = True
                 self.envelope.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
+                self.envelope.end_tracing()
                 return
 
     # -- requests ----------------------------------------------------------------------------
@@ -181,9 +182,7 @@ class ScoringApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        envelope.close(
-            call, response.status, response.rows, response.method, (model.name, model.version) if model else None
-        )
+        envelope.close(call, response.status, response.rows, response.method, model)
 
     def _no_route(self, request: Request) -> HTTPError:
         allowed = self.router.allowed(request.path)

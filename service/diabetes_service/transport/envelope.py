@@ -12,9 +12,12 @@ A refusal is raised as the caller's own error (`HTTPError` 401) or as a transpor
 bounds the prediction itself, in the runner (scoring/runner.py): the one part of a call that can
 run long, and in a thread; a bound around the whole call here would cost a task per request.
 
-A cross-cutting step to come (rate limit per key, payload logging, rollout routing) is one more
-line in `admit` or `close`. The steps are plain methods, not a chain of wrappers: on the 1-row hot
-path a coroutine frame per step would cost more than the steps (~0.3 µs each of ~100 µs).
+A cross-cutting step to come is one step here: a rate limit per key in `admit`, payload records in
+`close`, the rollout's choice of model version in `open`, kept on the `Call`. The steps are plain
+methods the transport calls around its own await, not a coroutine that wraps the handler: measured
+in a loop on this machine (Python 3.11), the same steps cost ~0.5 µs a call inline and ~1.05 µs
+through a wrapping coroutine, and the difference is ~0.5% of a 1-row request's ~100 µs of server
+CPU, a quarter of the 2% a hot-path change may cost.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from diabetes_service.observability import tracing
 from diabetes_service.observability.accesslog import AccessLog
 from diabetes_service.observability.metrics import Metrics
+from diabetes_service.scoring.core import ModelIdentity
 from diabetes_service.scoring.errors import TooManyInFlight
 from diabetes_service.scoring.state import ServiceState
 from diabetes_service.settings import ServiceSettings
@@ -88,9 +92,9 @@ class Envelope:
         self.in_flight -= 1
 
     def close(
-        self, call: Call, status: int, rows: int = 0, method: str | None = None, model: tuple[str, str] | None = None
+        self, call: Call, status: int, rows: int = 0, method: str | None = None, model: ModelIdentity | None = None
     ) -> None:
-        """Count and log the answered call; `model`: the name and version that answered, if not the served one."""
+        """Count and log the answered call; `model`: the version that answered, where one did."""
         elapsed = perf_counter() - call.started
         metrics = self.metrics
         metrics.observe(call.route, status, elapsed)
@@ -99,12 +103,16 @@ class Envelope:
         state = self.state
         self.access_log.write(call.request_id, call.verb, call.route, status, rows, elapsed, state.model_version)
         if call.span is not None:
-            self.spans.close(call, status, rows, method, model or (state.model_name, state.model_version))  # type: ignore[union-attr]
+            name, version = (model.name, model.version) if model else (state.model_name, state.model_version)
+            self.spans.close(call, status, rows, method, name, version)  # type: ignore[union-attr]
 
     def shutdown(self) -> None:
-        """The worker stops: what is buffered leaves (access log, metrics, spans)."""
+        """The worker stops: the access log's and the metrics' buffers leave."""
         self.access_log.flush()
         self.metrics.save()
+
+    def end_tracing(self) -> None:
+        """Send the spans left (after the worker said it stopped: the exporter may take its timeout)."""
         if self.spans is not None:
             self.spans.shutdown()
 

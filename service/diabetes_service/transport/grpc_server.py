@@ -28,6 +28,7 @@ from diabetes_service.observability.tracing import GRPC_VERB
 from diabetes_service.protocols.v2.grpc import (
     HTTP_STATUS,
     PUBLIC,
+    REFUSALS,
     ROUTE,
     SCORING,
     Answered,
@@ -92,19 +93,17 @@ class GrpcCalls:
                     if slot:
                         envelope.release()
                 await stream.send_message(response)
-            except GRPCError:
-                raise
-            except Exception as exc:
-                try:
-                    error = status_of(exc)
-                except TypeError:  # not a refusal: the service's own fault
-                    call.request_id = call.request_id or request_id(sent_id)
-                    log.exception("unexpected error (gRPC %s, request %s)", name, call.request_id)
-                    status, call.code = 500, Status.INTERNAL.value
-                    message = f"internal error; quote request id {call.request_id}"
-                    raise GRPCError(Status.INTERNAL, message) from None
+            except REFUSALS as exc:
+                error = status_of(exc)
                 status, call.code = HTTP_STATUS.get(error.code, 400), error.code.value
                 raise GRPCError(error.code, error.message) from None
+            except GRPCError:
+                raise
+            except Exception:
+                call.request_id = request_id(sent_id)
+                log.exception("unexpected error (gRPC %s, request %s)", name, call.request_id)
+                status, call.code = 500, Status.INTERNAL.value
+                raise GRPCError(Status.INTERNAL, f"internal error; quote request id {call.request_id}") from None
             finally:
                 self.in_flight -= 1
                 if not self.in_flight:

@@ -23,7 +23,7 @@ from diabetes_service.protocols.http import HTTPError
 from diabetes_service.protocols.v2.dataplane import InferAnswer, ModelNotFound, Tensor, V2DataPlane
 from diabetes_service.protocols.v2.grpc_schema import messages
 from diabetes_service.protocols.v2.tensors import DTYPES, dtype_of, element_count, from_raw, to_raw
-from diabetes_service.scoring.core import TOO_MANY_ROWS, ScoringError
+from diabetes_service.scoring.core import TOO_MANY_ROWS, ModelIdentity, ScoringError
 from diabetes_service.scoring.errors import ScoringTimeout, Unavailable
 from diabetes_service.scoring.state import ServiceState
 
@@ -62,7 +62,7 @@ CALLS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMeta
 SCORING = frozenset({"ModelInfer"})  # the calls that take a concurrency slot, as REST's POST routes do
 ROUTE = "grpc:inference.GRPCInferenceService/"
 # What a call answers: the reply, the rows it scored and their method, and the model that scored them.
-Answered = tuple[Any, int, str, tuple[str, str] | None]
+Answered = tuple[Any, int, str, ModelIdentity | None]
 
 
 class CallError(Exception):
@@ -78,9 +78,12 @@ def _located(exc: ScoringError) -> str:
     return f"{exc.field}: {exc.message}" if exc.field else exc.message
 
 
+# What a call may end with besides its answer: the caller's mistakes and the service's refusals.
+REFUSALS = (CallError, ScoringError, ModelNotFound, Unavailable, ScoringTimeout, HTTPError)
+
+
 def status_of(exc: Exception) -> CallError:
-    """The data plane's (and the envelope's) errors as gRPC status codes, with the same messages;
-    TypeError for anything else (an internal error)."""
+    """The data plane's (and the envelope's) errors, REFUSALS, as gRPC status codes, with the same messages."""
     if isinstance(exc, CallError):
         return exc
     if isinstance(exc, ScoringError):
@@ -241,8 +244,7 @@ class V2GrpcServicer:
             request.id or None,
         )
         reply = encode_answer(self.pb, answer, raw=bool(request.raw_input_contents))
-        model = answer.model
-        return reply, answer.rows, answer.method, (model.name, model.version)
+        return reply, answer.rows, answer.method, answer.model
 
 
 async def receive_message(stream: Any, request_type: Any, limit: int) -> Any:
