@@ -6,6 +6,7 @@ OTLP receiver of tests/support), a real grpc client, a real HTTP one."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import grpc
@@ -148,3 +149,36 @@ def test_a_grpc_call_passes_the_same_envelope_as_a_rest_call(
     assert refused_span.attributes["http.response.status_code"] == 401
     assert refused_span.attributes["rpc.grpc.status_code"] == UNAUTHENTICATED_CODE
     assert refused_span.status_code != STATUS_ERROR  # the caller's mistake, not the server's
+
+
+def test_rest_and_grpc_calls_share_the_workers_concurrency_slots(service, slow_models, repo_on_path, example_data):
+    """One worker, one slot: while a REST request scores (1 s), a gRPC ModelInfer is UNAVAILABLE; while a
+    gRPC call scores, a REST request is a 503 with Retry-After; each then answers."""
+    env = {**repo_on_path, "DIABETES_MAX_CONCURRENT_REQUESTS": "1"}
+    svc = service(str(slow_models["predict"]), env=env, workers=1, grpc=True).start()
+    rows = np.asarray(example_data.x_test[:1], dtype=np.float64)
+    statuses: list[int] = []
+
+    def rest() -> requests.Response:
+        return requests.post(svc.url + "/score", json={"data": rows.tolist()}, timeout=30)
+
+    holder = threading.Thread(target=lambda: statuses.append(rest().status_code))
+    with grpc.insecure_channel(svc.grpc_target) as channel:
+        infer = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        holder.start()
+        time.sleep(0.5)  # the REST request is scoring now, for 1 s
+        with pytest.raises(grpc.RpcError) as refused:
+            infer(_infer_request(rows), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert refused.value.details() == "too many requests in flight; retry shortly"
+        holder.join(30)
+        assert statuses == [200]
+
+        scoring = infer.future(_infer_request(rows), timeout=30)
+        time.sleep(0.5)  # the gRPC call is scoring now
+        busy = rest()
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "1"
+        assert busy.json()["message"] == "too many requests in flight; retry shortly"
+        assert len(scoring.result().outputs[0].contents.fp64_contents) == 1
+    assert rest().status_code == 200  # the slot is free again
