@@ -38,9 +38,9 @@ def test_serving_from_the_written_schema_imports_neither_tritonclient_nor_ml_dty
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from diabetes_service.protocols import v2_grpc_schema as s\n"
+        "from diabetes_service.protocols.v2 import grpc_schema as s\n"
         f"s.SCHEMA_FILE = Path({str(target)!r})\n"
-        "import diabetes_service.protocols.v2.grpc as g\n"
+        "import diabetes_service.transport.grpc_server as g\n"
         "pb, service = s.messages()\n"
         "assert pb.ModelInferResponse(id='y').id == 'y'\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'tritonclient', 'ml_dtypes', 'grpc'}))\n"
@@ -57,7 +57,7 @@ def test_without_schema_or_tritonclient_grpc_is_refused_with_advice(tmp_path):
     probe = (
         "import sys, importlib.util\n"
         "from pathlib import Path\n"
-        "from diabetes_service.protocols import v2_grpc_schema as s\n"
+        "from diabetes_service.protocols.v2 import grpc_schema as s\n"
         f"s.SCHEMA_FILE = Path({str(tmp_path / 'absent.binpb')!r})\n"
         "importlib.util.find_spec = lambda name, *a: None if name == 'tritonclient' else spec(name, *a)\n"
         "try:\n"
