@@ -1,7 +1,11 @@
 """The gRPC 100-row case of the bench's V2 part (`--also-v2`): our `inference.GRPCInferenceService`
 and MLServer's, each on its own process started as the REST cells' are, loaded by the same client
 (grpc_load.py) with the same request, one after the other. Recorded as cells "ours-v2-grpc" and
-"mlserver-grpc"; the issue sets no target for it (reported beside MLServer's)."""
+"mlserver-grpc"; the issue sets no target for it (reported beside MLServer's).
+
+With `--also-baseline DIR --ab-grpc`, each A/B round also loads this checkout's gRPC server and
+DIR's with 1-row calls (`ab_round`; cells "ours-ab-grpc" and "baseline-grpc"), for a change on the
+gRPC path to be compared with the code before it, as the 1-row /score A/B does for REST."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from loadtests.bench.store import Store
 from loadtests.bench.wrk import WrkResult
 
 ROWS = 100
+AB_ROWS = 1  # the A/B's calls: the smallest, where the transport's own cost weighs most
 
 
 def load(bench: Any, target: str, model: str, rows_file: Path, connections: int, seconds: float) -> WrkResult:
@@ -31,10 +36,12 @@ def load(bench: Any, target: str, model: str, rows_file: Path, connections: int,
     return WrkResult(out["requests"], out["seconds"], out["errors"], 0, out["p50_ms"], out["p99_ms"])
 
 
-def measure(bench: Any, server: servers.Server, key: str, target_port: int, model: str, test_rows) -> None:
+def measure(
+    bench: Any, server: servers.Server, key: str, target_port: int, model: str, test_rows, rows: int = ROWS
+) -> None:
     proc = bench.launch(server, test_rows)
-    rows_file = bench.workdir / f"{key}-{ROWS}.json"
-    rows_file.write_text(json.dumps(take_rows(test_rows, ROWS)))
+    rows_file = bench.workdir / f"{key}-{rows}.json"
+    rows_file.write_text(json.dumps(take_rows(test_rows, rows)))
     target = f"127.0.0.1:{target_port}"
     for connections in bench.args.connections:
         if bench.args.warmup:
@@ -44,11 +51,11 @@ def measure(bench: Any, server: servers.Server, key: str, target_port: int, mode
         cpu_us = (proc.tree_cpu_seconds() - cpu_before) * 1e6 / max(1, result.requests)
         label = f"{server.label}, gRPC"
         bench.results.cells.append(
-            Cell(key, label, ROWS, connections, result, proc.tree_rss_mib(), proc.ready_seconds, cpu_us)
+            Cell(key, label, rows, connections, result, proc.tree_rss_mib(), proc.ready_seconds, cpu_us)
         )
         print(
-            f"{label}: {ROWS} rows x {connections} conns: {result.req_per_s:,.0f} req/s "
-            f"({result.req_per_s * ROWS:,.0f} rows/s), p50 {result.p50_ms:.3f} ms, {result.errors} errors",
+            f"{label}: {rows} rows x {connections} conns: {result.req_per_s:,.0f} req/s "
+            f"({result.req_per_s * rows:,.0f} rows/s), p50 {result.p50_ms:.3f} ms, {result.errors} errors",
             file=sys.stderr,
             flush=True,
         )
@@ -65,6 +72,16 @@ def case(bench: Any, store: Store, folder: Path, test_rows: list[list[float]]) -
     their_port = json.loads((repository / "settings.json").read_text())["grpc_port"]
     theirs = mlserver.server(mlserver.virtualenv(lambda _: None), repository, store.model_name)
     measure(bench, theirs, "mlserver-grpc", their_port, store.model_name, test_rows)
+
+
+def ab_round(bench: Any, store: Store, peer: servers.Server, this: servers.Server, test_rows) -> None:
+    """One round of the gRPC A/B: the baseline checkout's server, then this one's, 1-row calls."""
+    for server, key in ((peer, "baseline-grpc"), (this, "ours-ab-grpc")):
+        grpc_port = free_port()
+        with_grpc = replace(
+            server, key=f"{key}-http", cmd=lambda port, s=server, g=grpc_port: [*s.cmd(port), "--grpc-port", str(g)]
+        )
+        measure(bench, with_grpc, key, grpc_port, store.model_name, test_rows, rows=AB_ROWS)
 
 
 v2.EXTRA_CASES.append(case)

@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "above the load, to measure the limiter's cost against --also-baseline)",
     )
     parser.add_argument(
+        "--ab-grpc",
+        action="store_true",
+        help="with --also-baseline: also alternate V2 gRPC ModelInfer calls (1-row, grpc_load.py) between the "
+        "two checkouts in each round; a second check compares their median calls/s",
+    )
+    parser.add_argument(
         "--also-starlette",
         action="store_true",
         help="also measure the scoring app with its own router and with Starlette's route matching, "
@@ -103,6 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration, --workers, --threads and --ab-rounds must be ≥ 1, --warmup ≥ 0")
     if args.also_baseline and not (args.also_baseline / "service" / "diabetes_service").is_dir():
         parser.error(f"--also-baseline {args.also_baseline}: no service/diabetes_service there")
+    if args.ab_grpc and not args.also_baseline:
+        parser.error("--ab-grpc needs --also-baseline")
     return args
 
 
@@ -236,6 +244,8 @@ class Bench:
             for _ in range(args.ab_rounds):
                 self.measure(peer, test_rows, (1,))
                 self.measure(this, test_rows, (1,))
+                if args.ab_grpc:
+                    grpc_case.ab_round(self, store, peer, this, test_rows)
         if args.also_no_access_log:
             quiet = servers.ours(store, store.model_uri, args.workers, cache, access_log=False)
             self.results.registry_cached = self.measure(quiet, test_rows)

@@ -28,9 +28,9 @@ def checks(results: Results, *, connections: tuple[int, ...], workers: int) -> l
         return cell.wrk.req_per_s if cell else None
 
     out: list[Check] = []
-    ab = _ab_check(results, high)
-    if ab is not None:
-        out.append(ab)
+    for ab in (_ab_check(results, high), _ab_check(results, high, "ours-ab-grpc", "baseline-grpc", "V2 gRPC 1-row")):
+        if ab is not None:
+            out.append(ab)
     ours_1 = req_s("ours", 1, high)
     vs_mlflow = _ratio(ours_1, req_s("mlflow", 1, high))
     out.append(
@@ -97,19 +97,22 @@ def checks(results: Results, *, connections: tuple[int, ...], workers: int) -> l
     return out
 
 
-def _ab_check(results: Results, connections: int) -> Check | None:
-    """This checkout against --also-baseline's, median 1-row req/s over the alternated rounds."""
+def _ab_check(
+    results: Results, connections: int, this_key: str = "ours-ab", peer_key: str = "baseline", what: str = "1-row"
+) -> Check | None:
+    """This checkout against --also-baseline's, median 1-row req/s over the alternated rounds (/score,
+    or with --ab-grpc also V2 gRPC calls)."""
     from statistics import median
 
     def rates(server: str) -> list[float]:
         return [c.wrk.req_per_s for c in results.cells if (c.server, c.rows, c.connections) == (server, 1, connections)]
 
-    this, peer = rates("ours-ab"), rates("baseline")
+    this, peer = rates(this_key), rates(peer_key)
     if not this or not peer:
         return None
     ratio = median(this) / median(peer)
     return Check(
-        f"1-row req/s within 2% of the baseline checkout (median of {len(this)} A/B rounds, {connections} conns)",
+        f"{what} req/s within 2% of the baseline checkout (median of {len(this)} A/B rounds, {connections} conns)",
         f"{ratio:.1%} ({median(this):,.0f} vs {median(peer):,.0f})",
         ratio >= 0.98,
     )

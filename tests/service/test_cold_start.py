@@ -333,7 +333,7 @@ def test_a_start_from_the_cache_without_the_mlmodel_file_keeps_its_pyfunc_method
     bare = tmp_path / "bare"
     bare.mkdir()
     resolved = ResolvedModel(str(bare), "proba-model", "local", compiled=str(entry), features=tuple(names))
-    core = ScoringApp(ServiceSettings(access_log=False))._warm_core(resolved)
+    core = ScoringApp(ServiceSettings(access_log=False)).lifecycle.warm_core(resolved)
     assert core.pyfunc_method == "predict_proba"
     got = core.predict(np.asarray(example_data.x_test[:2], dtype=float), core.pyfunc_method)
     assert np.allclose(np.asarray(got), np.asarray(prepared_answer), rtol=1e-12)

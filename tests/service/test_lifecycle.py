@@ -61,7 +61,7 @@ def test_readiness_turns_503_while_draining(example_model_pkl):
     from diabetes_service.transport.app import ScoringApp
 
     app = ScoringApp(ServiceSettings(model_path=str(example_model_pkl), access_log=False))
-    app.load()
+    app.lifecycle.load()
 
     async def ready_status() -> int:
         sent: list[dict] = []

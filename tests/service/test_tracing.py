@@ -9,6 +9,8 @@ import pytest
 import requests
 
 from diabetes_service.observability import tracing
+from diabetes_service.protocols.azureml import parse_score_body
+from diabetes_service.scoring.runner import PredictionRunner
 from diabetes_service.settings import ServiceSettings
 from diabetes_service.transport.app import ScoringApp
 from tests.support.otlp_receiver import OtlpReceiver
@@ -102,8 +104,9 @@ def test_off_without_an_endpoint_leaves_the_app_untouched(monkeypatch) -> None:
         monkeypatch.delenv(name, raising=False)
     assert not tracing.wanted()
     app = ScoringApp(ServiceSettings())
-    assert type(app) is ScoringApp  # no wrapper, no per-request branch
-    assert tracing._tracer is None
+    assert app.envelope.spans is None  # no span is opened
+    assert app.state.runner_type is PredictionRunner  # no wrapped prediction
+    assert app.protocols[0].parse is parse_score_body  # type: ignore[attr-defined]  # no wrapped parse
     assert tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     assert tracing.wanted({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"})
     assert not tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "true"})

@@ -11,8 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from diabetes_service.model.loading import Feature, LoadedModel, load_model
 from diabetes_service.model.trust import TrustPolicy
 from diabetes_service.protocols.v2 import tensors as v2_tensors
-from diabetes_service.protocols.v2.dataplane import ModelNotFound, ModelNotReady, Tensor, V2DataPlane
+from diabetes_service.protocols.v2.dataplane import ModelNotFound, Tensor, V2DataPlane
 from diabetes_service.scoring.core import INVALID, TOO_MANY_ROWS, ModelIdentity, ScoringCore, ScoringError
+from diabetes_service.scoring.errors import NotReady
 from diabetes_service.scoring.state import ServiceState
 from diabetes_service.settings import ServiceSettings
 from tests.conftest import FEATURES
@@ -195,7 +196,7 @@ def test_not_ready_while_loading():
     assert plane.model_ready("diabetes_model", None) is False
     with pytest.raises(ModelNotFound):  # the name is known before the model is
         plane.model_ready("nope", None)
-    with pytest.raises(ModelNotReady):
+    with pytest.raises(NotReady):
         plane.model_metadata("diabetes_model", None)
 
 

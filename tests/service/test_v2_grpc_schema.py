@@ -40,7 +40,7 @@ def test_serving_from_the_written_schema_imports_neither_tritonclient_nor_ml_dty
         "from pathlib import Path\n"
         "from diabetes_service.protocols.v2 import grpc_schema as s\n"
         f"s.SCHEMA_FILE = Path({str(target)!r})\n"
-        "import diabetes_service.protocols.v2.grpc as g\n"
+        "import diabetes_service.transport.grpc_server as g\n"
         "pb, service = s.messages()\n"
         "assert pb.ModelInferResponse(id='y').id == 'y'\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'tritonclient', 'ml_dtypes', 'grpc'}))\n"

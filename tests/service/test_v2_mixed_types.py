@@ -164,7 +164,7 @@ def test_every_protocol_in_process_gives_the_models_answers(mixed_model):
     expected = model.predict(_frame(rows)).tolist()
     expected_proba = model.predict_proba(_frame(rows))
     app = ScoringApp(ServiceSettings(model_path=str(folder), access_log=False, allow_pickle=True))
-    app.load()
+    app.lifecycle.load()
     client = InProcess(app)
     try:
         name = app.state.core.identity.name  # type: ignore[union-attr]

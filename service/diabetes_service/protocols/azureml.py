@@ -73,10 +73,13 @@ class AzureMLProtocol(Protocol):
     name = "azureml"
     error_model = ErrorBody
     statuses = {INVALID: 422, TOO_MANY_ROWS: 413}  # noqa: RUF012 - read-only class table
+    parse_steps = ("parse", "parse_typed")
 
     def __init__(self, state: ServiceState, describe: Callable[[ScoringCore], bytes]) -> None:
         self.state = state
         self._describe = describe
+        self.parse = parse_score_body
+        self.parse_typed = parse_typed_score_body
         self._swagger: tuple[ScoringCore, bytes] | None = None
 
     def routes(self) -> list[Route]:
@@ -120,7 +123,7 @@ class AzureMLProtocol(Protocol):
         state = self.state
         core = state.core or await state.core_when_warm()
         try:
-            parsed = parse_typed_score_body(request.body) if core.typed else parse_score_body(request.body)
+            parsed = self.parse_typed(request.body) if core.typed else self.parse(request.body)
         except ValidationError as exc:
             raise http_error(exc) from None
         if isinstance(parsed, AzureV2Request):

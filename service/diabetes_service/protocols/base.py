@@ -4,8 +4,12 @@ part of the API description.
 An adapter decodes its wire format, asks the core for a checked matrix, runs it through the runner
 and encodes the answer; its handlers return the response together with what they scored (rows and
 method) for the metrics and the access log. Errors reach the adapter's `error_response` either as
-`HTTPError` (transport: 400 unreadable body, 401, 413, 415, 503...) or as the core's `ScoringError`
-(the input's content), which the adapter maps to its own status.
+`HTTPError` (transport: 400 unreadable body, 401, 413, 415...) or as the core's `ScoringError`
+(the input's content), which the adapter maps to its own status; the transport-neutral refusals
+(scoring/errors.py: not ready, too many in flight, timed out) become an `HTTPError` through the
+adapter's `refusal` first. An adapter names its parse steps (`parse_steps`), the functions it keeps
+as attributes and calls on each request, so that tracing can wrap them in spans with no code on
+the request path when it is off.
 
 The router is written by hand: a dictionary lookup for fixed paths, then the templates in order
 (about 40 lines). Measured against Starlette's route matching (`starlette.routing.Route.matches`,
@@ -30,9 +34,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from diabetes_service.protocols.http import HTTPError, Request, Response
+from diabetes_service.protocols.http import RETRY_AFTER, HTTPError, Request, Response
 from diabetes_service.protocols.openapi_models import FeatureModels
 from diabetes_service.scoring.core import ScoringCore, ScoringError
+from diabetes_service.scoring.errors import ScoringTimeout, Unavailable
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -162,12 +167,22 @@ class Protocol:
     # A path prefix every path under which is this protocol's (`/v2`): a path under it that matches
     # no route is a 404 in this protocol's error body. None: the protocol owns only its routes.
     prefix: ClassVar[str | None] = None
+    # The attributes holding this protocol's parse steps (body bytes to what the core checks), each
+    # called once per request: tracing wraps each in a "parse" span (observability/tracing.py).
+    parse_steps: ClassVar[tuple[str, ...]] = ()
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
 
     def error_response(self, error: HTTPError | ScoringError) -> Response:
         raise NotImplementedError
+
+    def refusal(self, error: Unavailable | ScoringTimeout) -> HTTPError:
+        """A transport-neutral refusal in HTTP's terms: 408 past the scoring timeout (as Azure ML
+        endpoints answer: clients do not retry it as they would a gateway's 504), else a 503 to retry."""
+        if isinstance(error, ScoringTimeout):
+            return HTTPError(408, str(error))
+        return HTTPError(503, error.message, headers=list(RETRY_AFTER))
 
     def parameter_schema(self, name: str, core: ScoringCore) -> dict[str, Any]:
         """The JSON Schema of path parameter `name` of this protocol's routes, for the API description."""

@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from diabetes_service.scoring.errors import RETRY_AFTER_SECONDS
+
 if TYPE_CHECKING:
     from diabetes_service.scoring.core import ModelIdentity
 
 Headers = list[tuple[bytes, bytes]]
+# On every 503 (not ready, draining, too many in flight): when to try again.
+RETRY_AFTER: Headers = [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)]
 
 
 class HTTPError(Exception):

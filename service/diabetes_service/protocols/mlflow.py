@@ -151,9 +151,12 @@ class MlflowProtocol(Protocol):
     name = "mlflow"
     error_model = MlflowError
     statuses = {INVALID: 400, TOO_MANY_ROWS: 413}  # noqa: RUF012 - read-only class table
+    parse_steps = ("decode_json", "decode_csv")
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
+        self.decode_json = _decode_json
+        self.decode_csv = _decode_csv
 
     def routes(self) -> list[Route]:
         ping = {"public": True, "answer_description": "Ready: the model is loaded", "errors": (503,)}
@@ -210,13 +213,13 @@ class MlflowProtocol(Protocol):
         core = state.core or await state.core_when_warm()
         raw_type = request.headers.get(b"content-type")
         if raw_type is None or raw_type == b"application/json":  # nearly every call
-            matrix, asked = _decode_json(core, request.body)
+            matrix, asked = self.decode_json(core, request.body)
         else:
             media_type = _media_type(raw_type)
             if media_type == "application/json":
-                matrix, asked = _decode_json(core, request.body)
+                matrix, asked = self.decode_json(core, request.body)
             elif media_type == "text/csv":
-                matrix, asked = _decode_csv(core, request.body), None
+                matrix, asked = self.decode_csv(core, request.body), None
             elif media_type == PARQUET:
                 raise HTTPError(415, f"Parquet bodies are not supported; send {SUPPORTED}", field="Content-Type")
             else:

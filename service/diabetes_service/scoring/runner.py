@@ -19,18 +19,12 @@ from typing import TypeVar
 import numpy as np
 
 from diabetes_service.scoring.core import ScoringCore
+from diabetes_service.scoring.errors import ScoringTimeout
 
 # A gathered call scores at most this many rows; requests beyond it wait for the next call.
 GATHER_MAX_ROWS = 2000
 
 T = TypeVar("T")
-
-
-class ScoringTimeout(Exception):
-    """A prediction took longer than the scoring timeout."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"scoring took longer than the {seconds:g} s scoring timeout; send fewer rows per request")
 
 
 class PredictionRunner:

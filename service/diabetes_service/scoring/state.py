@@ -1,4 +1,8 @@
-"""What one worker knows about itself: the model once loaded, and whether it may take traffic."""
+"""What one worker knows about itself: the model once loaded, and whether it may take traffic.
+
+A call that needs the model before it is warm hears `NotReady` (scoring/errors.py), which each
+protocol words its own way; nothing here knows HTTP.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,12 @@ import time
 from dataclasses import dataclass, field
 
 from diabetes_service import board
-from diabetes_service.protocols.http import HTTPError
 from diabetes_service.scoring.core import ScoringCore
+from diabetes_service.scoring.errors import NotReady
 from diabetes_service.scoring.runner import PredictionRunner
 from diabetes_service.settings import ServiceSettings
 
-NOT_READY_HEADERS = [(b"retry-after", b"1")]
-# A scoring call that reaches a worker still loading waits this long before a retryable 503.
+# A scoring call that reaches a worker still loading waits this long before NotReady (retryable).
 LOADING_WAIT_SECONDS = 10.0
 
 
@@ -25,6 +28,9 @@ class ServiceState:
     warm: bool = False  # loaded and has answered a warm-up prediction
     draining: bool = False  # SIGTERM received: finish what is in flight, take nothing new
     grpc_listening: bool = True  # False while a gRPC port is configured but its server not yet up (worker.py)
+    # What scores for this worker: PredictionRunner, or tracing's subclass that wraps each
+    # prediction in a span (observability/tracing.py); chosen once, so the hot path holds no branch.
+    runner_type: type[PredictionRunner] = PredictionRunner
     model_name: str = field(init=False)
     model_version: str = field(init=False)
 
@@ -38,7 +44,7 @@ class ServiceState:
 
     def mark_warm(self, core: ScoringCore) -> None:
         settings = self.settings
-        self.runner = PredictionRunner(core, settings.scoring_timeout_seconds, gather=settings.gather_requests)
+        self.runner = self.runner_type(core, settings.scoring_timeout_seconds, gather=settings.gather_requests)
         self.core = core
         self.warm = True
         if board.current is not None:
@@ -54,7 +60,7 @@ class ServiceState:
 
     def require_core(self) -> ScoringCore:
         if self.core is None or not self.warm:
-            raise HTTPError(503, "the model is still loading; retry shortly", headers=NOT_READY_HEADERS)
+            raise NotReady("the model is still loading; retry shortly")
         return self.core
 
     async def core_when_warm(self) -> ScoringCore:

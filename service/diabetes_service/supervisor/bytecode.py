@@ -21,7 +21,7 @@ MODULES = (
     "diabetes_service.model.loading",
     "diabetes_service.model.prepared",
     "yaml",
-    "diabetes_service.protocols.v2.grpc",
+    "diabetes_service.transport.grpc_server",
     "google.protobuf.descriptor_pb2",
     "google.protobuf.message_factory",
 )

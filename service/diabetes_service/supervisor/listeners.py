@@ -83,7 +83,7 @@ class Listeners:
     """The anchor plus one listening socket per worker slot; `port` is the one bound.
 
     The gRPC port has an anchor only: each worker binds its own listening socket on it
-    (SO_REUSEPORT, protocols/v2/grpc.py) once it may serve, a replacement once warm.
+    (SO_REUSEPORT, transport/grpc_server.py) once it may serve, a replacement once warm.
     """
 
     def __init__(self, host: str, port: int, count: int, grpc_port: int = 0) -> None:

@@ -7,7 +7,7 @@ it (adoption.py), or, where none could, it is only bound and the kernel sends ne
 the live sockets instead of queueing them on a worker that cannot answer yet.
 
 With a gRPC port, the worker also runs the Open Inference Protocol's gRPC server on the same event
-loop (protocols/v2/grpc.py), started once the worker is warm: its modules (grpclib, protobuf and the
+loop (transport/grpc_server.py), started once the worker is warm: its modules (grpclib, protobuf and the
 message classes, ~60-100 ms) are imported in a thread then, off the HTTP side's way to its first
 answer, and the worker reports ready (/health/ready) only once both listen. SIGTERM stops both:
 neither takes new calls, both finish theirs.
@@ -49,7 +49,7 @@ class WorkerServer(uvicorn.Server):
         self.channel = channel  # from the supervisor: dead workers' sockets to adopt (adoption.py)
         self.adopter: Adopter | None = None
         self.supervisor = os.getppid()
-        self.grpc: Any = None  # protocols.v2.grpc.GrpcTransport, with a gRPC port, once it listens
+        self.grpc: Any = None  # transport.grpc_server.GrpcTransport, with a gRPC port, once it listens
         self.grpc_starting: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         if app.settings.grpc_port:
@@ -69,7 +69,7 @@ class WorkerServer(uvicorn.Server):
         if self.scoring_app.settings.grpc_port:
             # From the load thread the moment the model is warm; or now, if it is already (a
             # replacement loads before it listens; a quick load may have finished meanwhile).
-            self.scoring_app.on_warm = lambda: loop.call_soon_threadsafe(self._start_grpc)
+            self.scoring_app.lifecycle.on_warm = lambda: loop.call_soon_threadsafe(self._start_grpc)
             if self.scoring_app.state.warm:
                 self._start_grpc()
 
@@ -79,7 +79,7 @@ class WorkerServer(uvicorn.Server):
 
     async def _grpc_up(self) -> None:
         # Imported in a thread: the event loop goes on answering HTTP meanwhile.
-        module = await asyncio.to_thread(importlib.import_module, "diabetes_service.protocols.v2.grpc")
+        module = await asyncio.to_thread(importlib.import_module, "diabetes_service.transport.grpc_server")
         if self.should_exit:
             return
         transport = module.GrpcTransport(self.scoring_app)
@@ -118,7 +118,7 @@ class WorkerServer(uvicorn.Server):
         if board.current is not None:
             workers, slot = board.current
             workers.beat(slot)
-            self.scoring_app.follow_generation()
+            self.scoring_app.lifecycle.follow_generation()
         if os.getppid() != self.supervisor and not self.should_exit:
             # The supervisor is gone (SIGKILL, OOM): nobody would stop or replace this worker.
             logging.getLogger("diabetes_service").warning("supervisor gone: worker %d drains and stops", os.getpid())
@@ -133,7 +133,7 @@ def run_worker(
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     app = ScoringApp(settings)
     if replacement:
-        app.load()
+        app.lifecycle.load()
     config = uvicorn.Config(
         app,
         loop="uvloop",

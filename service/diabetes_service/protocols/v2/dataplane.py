@@ -4,7 +4,8 @@ It answers the protocol's questions (live, ready, server and model metadata, mod
 over the scoring core, with tensors already decoded into numpy (v2/tensors.py), and knows nothing
 of HTTP or gRPC: each transport decodes its wire form into `Tensor`s, calls this, and encodes the
 answer and the errors its own way. Caller mistakes are the core's `ScoringError` (kind INVALID or
-TOO_MANY_ROWS), an unknown model or version is `ModelNotFound`, a model still loading `ModelNotReady`.
+TOO_MANY_ROWS), an unknown model or version is `ModelNotFound`, a model still loading scoring's
+`NotReady`.
 
 The model is the one the service serves, under its registered name and version (the ones in
 `x-model-name` / `x-model-version`). Inputs are either one `[N, n_features]` tensor of any numeric
@@ -25,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from diabetes_client.schema import PREDICT
-from diabetes_service.protocols.http import HTTPError
 from diabetes_service.protocols.v2.columns import column_values, metadata_input
 from diabetes_service.protocols.v2.tensors import NUMERIC, datatype_of
 from diabetes_service.scoring.core import ModelIdentity, ModelInput, ScoringCore, ScoringError
+from diabetes_service.scoring.errors import NotReady
 from diabetes_service.scoring.state import ServiceState
 
 SERVER_NAME = "diabetes-scoring"
@@ -40,10 +41,6 @@ MATRIX_INPUT = "input-0"
 
 class ModelNotFound(Exception):
     """No such model or version here; the message says what is served."""
-
-
-class ModelNotReady(Exception):
-    """The model is still loading (or the service is draining): retry shortly."""
 
 
 @dataclass
@@ -101,7 +98,7 @@ class V2DataPlane:
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
         core = self._identify(name, version)
         if core is None:
-            raise ModelNotReady("the model is still loading; retry shortly")
+            raise NotReady("the model is still loading; retry shortly")
         if self._metadata is None or self._metadata[0] is not core:  # once per model version
             self._metadata = (core, _describe(core))
         return self._metadata[1]
@@ -120,10 +117,7 @@ class V2DataPlane:
         core = state.core
         if core is None or not state.warm:
             self._identify(name, version)  # an unknown model is a 404 even while loading
-            try:
-                core = await state.core_when_warm()
-            except HTTPError as exc:
-                raise ModelNotReady(exc.message) from None
+            core = await state.core_when_warm()
         self._identify(name, version, core)
         methods = _methods(core, requested_outputs)
         matrix = _matrix(core, inputs)

@@ -1,45 +1,32 @@
-"""Open Inference Protocol (V2) over gRPC: `inference.GRPCInferenceService` over the shared data plane.
+"""Open Inference Protocol (V2) over gRPC: `inference.GRPCInferenceService`'s calls over the shared data plane.
 
 The messages are the ones of the protocol's proto as Triton's client package publishes it
 (v2/grpc_schema.py; package `inference`, a superset of KServe's `grpc_predict_v2.proto`); nothing
 here is hand-written protobuf. This module turns those messages into the data plane's `Tensor`s and
-back, and the data plane's errors into gRPC status codes: INVALID_ARGUMENT for a caller mistake,
-NOT_FOUND for an unknown model or version, UNAUTHENTICATED for a missing or wrong key, UNAVAILABLE
-while loading or draining, RESOURCE_EXHAUSTED for a message over the body limit, and past
-`--rate-limit` (with `retry-after` seconds in the trailing metadata; counted as 429).
-
-The transport is grpclib (pure Python, HTTP/2 by h2) rather than grpcio: grpcio's C core is 18 MB
-installed and would take the image past its 350 MB budget (measured: 346 MB without gRPC, ~366 MB
-with grpcio and protobuf); grpclib with h2, multidict and protobuf adds ~4 MB. Every worker runs one
-grpclib server on its own event loop (the one uvicorn runs on, uvloop), bound with SO_REUSEPORT to
-the service's gRPC port, as its HTTP socket is (listeners.py).
+back, and the data plane's (and the envelope's) errors into gRPC status codes: INVALID_ARGUMENT for
+a caller mistake, NOT_FOUND for an unknown model or version, UNAUTHENTICATED for a missing or wrong
+key, UNAVAILABLE while loading or draining or with too many calls in flight, DEADLINE_EXCEEDED past
+the scoring timeout, RESOURCE_EXHAUSTED for a message over the body limit, and past `--rate-limit`
+(with `retry-after` seconds in the trailing metadata; counted as 429). The server that answers
+them, each call in the request envelope, is transport/grpc_server.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import struct
 from collections.abc import Awaitable, Callable
-from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from grpclib.const import Cardinality, Handler, Status
-from grpclib.exceptions import GRPCError
-from grpclib.server import Server
+from grpclib.const import Status
 
 from diabetes_service.protocols.http import HTTPError
-from diabetes_service.protocols.v2.dataplane import InferAnswer, ModelNotFound, ModelNotReady, Tensor, V2DataPlane
-from diabetes_service.protocols.v2.grpc_schema import SERVICE, messages
+from diabetes_service.protocols.v2.dataplane import InferAnswer, ModelNotFound, Tensor, V2DataPlane
+from diabetes_service.protocols.v2.grpc_schema import messages
 from diabetes_service.protocols.v2.tensors import DTYPES, dtype_of, element_count, from_raw, to_raw
-from diabetes_service.scoring.core import TOO_MANY_ROWS, ScoringError
-from diabetes_service.scoring.runner import ScoringTimeout
-
-if TYPE_CHECKING:
-    from diabetes_service.transport.app import ScoringApp
-
-log = logging.getLogger("diabetes_service")
+from diabetes_service.scoring.core import TOO_MANY_ROWS, ModelIdentity, ScoringError
+from diabetes_service.scoring.errors import ScoringTimeout, Unavailable
+from diabetes_service.scoring.state import ServiceState
 
 # Typed contents: which repeated field of InferTensorContents holds each datatype (FP16 has none:
 # it travels as raw contents only, per the protocol).
@@ -73,7 +60,10 @@ HTTP_STATUS = {
 # The calls this service answers; the rest of Triton's service (repository, shared memory,
 # statistics) are not routed, and grpclib answers them UNIMPLEMENTED.
 CALLS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
+SCORING = frozenset({"ModelInfer"})  # the calls that take a concurrency slot, as REST's POST routes do
 ROUTE = "grpc:inference.GRPCInferenceService/"
+# What a call answers: the reply, the rows it scored and their method, and the model that scored them.
+Answered = tuple[Any, int, str, ModelIdentity | None]
 
 
 class CallError(Exception):
@@ -89,8 +79,12 @@ def _located(exc: ScoringError) -> str:
     return f"{exc.field}: {exc.message}" if exc.field else exc.message
 
 
+# What a call may end with besides its answer: the caller's mistakes and the service's refusals.
+REFUSALS = (CallError, ScoringError, ModelNotFound, Unavailable, ScoringTimeout, HTTPError)
+
+
 def status_of(exc: Exception) -> CallError:
-    """The data plane's (and the app's) errors as gRPC status codes, with the same messages."""
+    """The data plane's (and the envelope's) errors, REFUSALS, as gRPC status codes, with the same messages."""
     if isinstance(exc, CallError):
         return exc
     if isinstance(exc, ScoringError):
@@ -98,11 +92,11 @@ def status_of(exc: Exception) -> CallError:
         return CallError(code, _located(exc))
     if isinstance(exc, ModelNotFound):
         return CallError(Status.NOT_FOUND, str(exc))
-    if isinstance(exc, ModelNotReady):
-        return CallError(Status.UNAVAILABLE, str(exc))
+    if isinstance(exc, Unavailable):  # not ready, too many in flight
+        return CallError(Status.UNAVAILABLE, exc.message)
     if isinstance(exc, ScoringTimeout):
         return CallError(Status.DEADLINE_EXCEEDED, str(exc))
-    if isinstance(exc, HTTPError):
+    if isinstance(exc, HTTPError):  # the key's check, the rate limit
         codes = {401: Status.UNAUTHENTICATED, 429: Status.RESOURCE_EXHAUSTED, 503: Status.UNAVAILABLE}
         return CallError(codes.get(exc.status, Status.INVALID_ARGUMENT), exc.message)
     raise TypeError(type(exc).__name__)
@@ -194,94 +188,41 @@ def _set_parameter(parameter: Any, value: Any) -> None:
 
 
 class V2GrpcServicer:
-    """The six calls of the protocol, each wrapped in keys, errors, metrics and the access log."""
+    """The six calls of the protocol over the data plane; the server wraps each in the envelope."""
 
-    def __init__(self, app: ScoringApp) -> None:
-        self.app = app
-        self.plane = V2DataPlane(app.state)
+    # Its parse step, wrapped in a span when tracing is on (as a protocol's `parse_steps` are).
+    parse_steps = ("decode",)
+
+    def __init__(self, state: ServiceState) -> None:
+        self.state = state
+        self.plane = V2DataPlane(state)
         self.pb, self.service = messages()
-        self.in_flight = 0
-        self.draining = False
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self.decode = decode_inputs
 
-    def __mapping__(self) -> dict[str, Handler]:
-        """grpclib's routing table: `/inference.GRPCInferenceService/<call>` to a unary handler."""
+    def calls(self) -> dict[str, tuple[Callable[[Any], Awaitable[Answered]], Any, Any]]:
+        """Each call by name: its coroutine, its request message type and its reply's."""
         routes = {}
         for name in CALLS:
             method = self.service.methods_by_name[name]
             request = getattr(self.pb, method.input_type.name)
             reply = getattr(self.pb, method.output_type.name)
-            handle = self._wrap(name, getattr(self, name), request)
-            routes[f"/{SERVICE}/{name}"] = Handler(handle, Cardinality.UNARY_UNARY, request, reply)
+            routes[name] = (getattr(self, name), request, reply)
         return routes
 
-    def _wrap(self, name: str, call: Callable[[Any], Awaitable[tuple[Any, int, str]]], request_type: Any) -> Callable:
-        app = self.app
-        route = ROUTE + name
-        public = name in PUBLIC
-        limit = app.settings.max_body_bytes
+    async def ServerLive(self, request: Any) -> Answered:
+        return self.pb.ServerLiveResponse(live=self.plane.live()), 0, "", None
 
-        async def handle(stream: Any) -> None:
-            started = perf_counter()
-            rows, method = 0, ""
-            status = 200
-            request = None
-            self.in_flight += 1
-            self.idle.clear()
-            try:
-                if self.draining:
-                    raise CallError(Status.UNAVAILABLE, "the service is shutting down; call another replica")
-                if not public:
-                    key = app.keys.check(_metadata(stream, "authorization"))
-                    if app.limiter is not None:
-                        app.limiter.admit(key, None if key is not None else stream.peer.addr())
-                request = await _receive(stream, request_type, limit)
-                response, rows, method = await call(request)
-                await stream.send_message(response)
-            except (CallError, ScoringError, ModelNotFound, ModelNotReady, ScoringTimeout, HTTPError) as exc:
-                error = status_of(exc)
-                status = HTTP_STATUS.get(error.code, 400)
-                if isinstance(exc, HTTPError) and exc.status == 429:  # the rate limit: its Retry-After as metadata
-                    status = 429
-                    retry = [(name.decode(), value.decode()) for name, value in exc.headers]
-                    await stream.send_trailing_metadata(status=error.code, status_message=error.message, metadata=retry)
-                    return
-                raise GRPCError(error.code, error.message) from None
-            except GRPCError:
-                raise
-            except Exception:
-                status = 500
-                request_id = getattr(request, "id", "") or "-"
-                log.exception("unexpected error (gRPC %s, request %s)", name, request_id)
-                raise GRPCError(Status.INTERNAL, f"internal error; quote request id {request_id}") from None
-            finally:
-                self.in_flight -= 1
-                if not self.in_flight:
-                    self.idle.set()
-                elapsed = perf_counter() - started
-                app.metrics.observe(route, status, elapsed)
-                if rows:
-                    app.metrics.count_predictions(method, rows)
-                app.access_log.write(
-                    getattr(request, "id", "") or "-", "GRPC", route, status, rows, elapsed, app.state.model_version
-                )
+    async def ServerReady(self, request: Any) -> Answered:
+        return self.pb.ServerReadyResponse(ready=self.plane.ready()), 0, "", None
 
-        return handle
+    async def ModelReady(self, request: Any) -> Answered:
+        ready = self.plane.model_ready(request.name, request.version or None)
+        return self.pb.ModelReadyResponse(ready=ready), 0, "", None
 
-    async def ServerLive(self, request: Any) -> tuple[Any, int, str]:
-        return self.pb.ServerLiveResponse(live=self.plane.live()), 0, ""
+    async def ServerMetadata(self, request: Any) -> Answered:
+        return self.pb.ServerMetadataResponse(**self.plane.server_metadata()), 0, "", None
 
-    async def ServerReady(self, request: Any) -> tuple[Any, int, str]:
-        return self.pb.ServerReadyResponse(ready=self.plane.ready()), 0, ""
-
-    async def ModelReady(self, request: Any) -> tuple[Any, int, str]:
-        return self.pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version or None)), 0, ""
-
-    async def ServerMetadata(self, request: Any) -> tuple[Any, int, str]:
-        return self.pb.ServerMetadataResponse(**self.plane.server_metadata()), 0, ""
-
-    async def ModelMetadata(self, request: Any) -> tuple[Any, int, str]:
+    async def ModelMetadata(self, request: Any) -> Answered:
         metadata = self.plane.model_metadata(request.name, request.version or None)
         # The proto's TensorMetadata has no parameters: the feature names stay with REST's metadata.
         strip = [{key: tensor[key] for key in ("name", "datatype", "shape")} for tensor in metadata["inputs"]]
@@ -293,28 +234,21 @@ class V2GrpcServicer:
             answer.inputs.add(**tensor)
         for tensor in outputs:
             answer.outputs.add(**tensor)
-        return answer, 0, ""
+        return answer, 0, "", None
 
-    async def ModelInfer(self, request: Any) -> tuple[Any, int, str]:
-        app = self.app
-        limited = app.concurrency_limit is not None
-        if limited:
-            app._take_slot()  # the same per-replica share as the HTTP routes
-        try:
-            answer = await self.plane.infer(
-                request.model_name,
-                request.model_version or None,
-                decode_inputs(request),
-                [output.name for output in request.outputs] or None,
-                request.id or None,
-            )
-        finally:
-            if limited:
-                app.in_flight -= 1
-        return encode_answer(self.pb, answer, raw=bool(request.raw_input_contents)), answer.rows, answer.method
+    async def ModelInfer(self, request: Any) -> Answered:
+        answer = await self.plane.infer(
+            request.model_name,
+            request.model_version or None,
+            self.decode(request),
+            [output.name for output in request.outputs] or None,
+            request.id or None,
+        )
+        reply = encode_answer(self.pb, answer, raw=bool(request.raw_input_contents))
+        return reply, answer.rows, answer.method, answer.model
 
 
-async def _receive(stream: Any, request_type: Any, limit: int) -> Any:
+async def receive_message(stream: Any, request_type: Any, limit: int) -> Any:
     """The call's one message, refused before it is read when its length prefix is over `limit`.
 
     grpclib reads a message whole, whatever its declared length: the 5-byte gRPC prefix (a
@@ -335,42 +269,8 @@ async def _receive(stream: Any, request_type: Any, limit: int) -> Any:
         raise CallError(Status.INVALID_ARGUMENT, f"the message is not a valid {request_type.DESCRIPTOR.name}") from None
 
 
-def _metadata(stream: Any, key: str) -> bytes | None:
+def metadata_value(stream: Any, key: str) -> bytes | None:
     value = stream.metadata.get(key) if stream.metadata else None
     if value is None:
         return None
     return value if isinstance(value, bytes) else value.encode()
-
-
-class GrpcTransport:
-    """One worker's gRPC server: started on the worker's loop, drained and stopped on SIGTERM."""
-
-    def __init__(self, app: ScoringApp) -> None:
-        self.app = app
-        self.servicer: V2GrpcServicer | None = None
-        self.server: Server | None = None
-        self.stopping: Any = None
-
-    async def start(self) -> None:
-        settings = self.app.settings
-        self.servicer = V2GrpcServicer(self.app)
-        self.server = Server([self.servicer])
-        # reuse_port: join the port's other workers and the supervisor's anchor (listeners.py).
-        await self.server.start(settings.host, settings.grpc_port, reuse_port=True)
-
-    def stop(self) -> Any:
-        """Refuse new calls at once (UNAVAILABLE, which gRPC clients may retry on another replica);
-        let the ones in flight finish within the graceful timeout; then close."""
-        if self.server is not None and self.stopping is None:
-            self.servicer.draining = True
-            self.stopping = asyncio.get_running_loop().create_task(self._drain())
-        return self.stopping
-
-    async def _drain(self) -> None:
-        grace = self.app.settings.graceful_timeout_seconds or None
-        try:
-            await asyncio.wait_for(self.servicer.idle.wait(), grace)
-        except TimeoutError:
-            log.warning("gRPC: %d call(s) still running after the graceful timeout", self.servicer.in_flight)
-        self.server.close()  # cancels whatever still runs
-        await self.server.wait_closed()

@@ -17,6 +17,7 @@ answer's `Inference-Header-Content-Length` header gives.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired, Union
 
 import numpy as np
@@ -40,13 +41,14 @@ from typing_extensions import TypedDict
 
 from diabetes_client.schema_errors import describe
 from diabetes_service.protocols.base import Body, Protocol, Route, message_of, ref
-from diabetes_service.protocols.http import HTTPError, Request, Response, encode_json
+from diabetes_service.protocols.http import RETRY_AFTER, HTTPError, Request, Response, encode_json
 from diabetes_service.protocols.openapi_models import FeatureModels
 from diabetes_service.protocols.v2.columns import accepted
-from diabetes_service.protocols.v2.dataplane import ModelNotFound, ModelNotReady, Tensor, V2DataPlane
+from diabetes_service.protocols.v2.dataplane import ModelNotFound, Tensor, V2DataPlane
 from diabetes_service.protocols.v2.tensors import DTYPES, from_json, from_raw, json_data, to_raw
 from diabetes_service.scoring.core import INVALID, TOO_MANY_ROWS, ScoringCore, ScoringError
-from diabetes_service.scoring.state import NOT_READY_HEADERS, ServiceState
+from diabetes_service.scoring.errors import NotReady, ScoringTimeout, Unavailable
+from diabetes_service.scoring.state import ServiceState
 
 HEADER_LENGTH = b"inference-header-content-length"
 BINARY_EXTENSION = "binary_tensor_data"
@@ -195,10 +197,12 @@ class V2RestProtocol(Protocol):
     error_model = V2Error
     prefix = "/v2"  # the spec: anything else under /v2 is a 404 {"error": ...}
     statuses = {INVALID: 400, TOO_MANY_ROWS: 413}  # noqa: RUF012 - read-only class table
+    parse_steps = ("decode",)
 
     def __init__(self, state: ServiceState) -> None:
         self.state = state
         self.plane = V2DataPlane(state, extensions=(BINARY_EXTENSION,))
+        self.decode = _decode
 
     def routes(self) -> list[Route]:
         model, version = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
@@ -268,6 +272,10 @@ class V2RestProtocol(Protocol):
         message = f"{error.field}: {error.message}" if error.field else error.message
         return Response(error.status, orjson.dumps({"error": message}), headers=list(error.headers))
 
+    def refusal(self, error: Unavailable | ScoringTimeout) -> HTTPError:
+        """Not ready in the words of the V2 readiness routes; the rest as every protocol has them."""
+        return _not_ready() if isinstance(error, NotReady) else super().refusal(error)
+
     # -- health and metadata -------------------------------------------------------------------
 
     async def live(self, request: Request) -> Response:
@@ -287,8 +295,6 @@ class V2RestProtocol(Protocol):
             return Response(200, orjson.dumps(self.plane.model_metadata(name, version)))
         except ModelNotFound as exc:
             raise HTTPError(404, str(exc)) from None
-        except ModelNotReady:
-            raise _not_ready() from None
 
     async def model_ready(self, request: Request) -> Response:
         name, version = _model(request)
@@ -304,25 +310,11 @@ class V2RestProtocol(Protocol):
 
     async def infer(self, request: Request) -> Response:
         name, version = _model(request)
-        header, binary = _split(request)
-        common = _common(header) if binary is None else None
-        if common is not None:  # the usual JSON body: one flat FP64 tensor, outputs by name only
-            inputs, requested, request_id = common
-            binary_outputs = _never
-        else:
-            try:
-                parsed = InferenceRequest.model_validate_json(header)
-            except ValidationError as exc:
-                raise _validation_error(exc) from None
-            inputs = _inputs(parsed, binary)
-            binary_outputs, requested = _outputs(parsed)
-            request_id = parsed.id
+        inputs, requested, request_id, binary_outputs = self.decode(request)
         try:
             answer = await self.plane.infer(name, version, inputs, requested, request_id)
         except ModelNotFound as exc:
             raise HTTPError(404, str(exc)) from None
-        except ModelNotReady:
-            raise _not_ready() from None
         identity = answer.model
         outputs: list[dict[str, Any]] = []
         blobs: list[bytes] = []
@@ -441,6 +433,22 @@ def _common(header: bytes) -> tuple[list[Tensor], list[str] | None, str | None] 
     return tensors, None if outputs is None else [output["name"] for output in outputs], body.get("id")
 
 
+def _decode(request: Request) -> tuple[list[Tensor], list[str] | None, str | None, Callable[[str], bool]]:
+    """An inference request's body as tensors, the outputs asked for, its id, and which outputs go binary."""
+    header, binary = _split(request)
+    common = _common(header) if binary is None else None
+    if common is not None:  # the usual JSON body: one flat FP64 tensor, outputs by name only
+        inputs, requested, request_id = common
+        return inputs, requested, request_id, _never
+    try:
+        parsed = InferenceRequest.model_validate_json(header)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    inputs = _inputs(parsed, binary)
+    binary_outputs, requested = _outputs(parsed)
+    return inputs, requested, parsed.id, binary_outputs
+
+
 def _never(name: str) -> bool:
     return False
 
@@ -451,7 +459,7 @@ def _model(request: Request) -> tuple[str, str | None]:
 
 
 def _not_ready() -> HTTPError:
-    return HTTPError(503, "not ready: the model is loading or the service is stopping", headers=list(NOT_READY_HEADERS))
+    return HTTPError(503, "not ready: the model is loading or the service is stopping", headers=list(RETRY_AFTER))
 
 
 def _split(request: Request) -> tuple[bytes, memoryview | None]:
