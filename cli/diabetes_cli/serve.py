@@ -76,6 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="let --follow swap in a version whose features differ from the served one's",
     )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one JSON line per request on standard output (default: off on an interactive terminal, "
+        "on otherwise, as in containers; DIABETES_ACCESS_LOG=1/0)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -119,6 +126,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "allow_version_mismatch",
         "model_sha256",
         "trusted_types",
+        "access_log",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:
