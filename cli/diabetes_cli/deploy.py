@@ -157,7 +157,9 @@ def run_local(args: argparse.Namespace) -> int:
             raise CommandError(f"--port {args.port}: must be 1-65535")
         if not 0 <= args.grpc_port < 65536:
             raise CommandError(f"--grpc-port {args.grpc_port}: must be 0-65535")
-        image = args.image or f"{spec.name}:local"
+        _check_ports(spec, args)
+        docker.require_daemon()  # before the model, the wheels and the build: seconds, not minutes
+        image = args.image or local_image(spec)
         model_uri = args.model_uri or spec.model_uri
         with docker.build_context(
             Path(args.spec), model_uri, tracking_uri=args.tracking_uri, wheels=not args.no_wheels
@@ -177,6 +179,31 @@ def run_local(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     print(f"{url}/score")
     return 0
+
+
+def local_image(spec: Any) -> str:
+    """The tag `deploy local` builds, and the image `deploy kubernetes` names without --image."""
+    return f"{spec.name}:local"
+
+
+def _check_ports(spec: Any, args: argparse.Namespace) -> None:
+    """A host port something else holds is a clear error before the build; one held by this service's
+    own earlier container is not (it is replaced), which only a daemon that answers can tell."""
+    from diabetes_deploy import docker
+
+    wanted = [("--port", args.port)]
+    if spec.grpc_port and args.grpc_port:
+        wanted.append(("--grpc-port", args.grpc_port))
+    taken = [(flag, port) for flag, port in wanted if docker.port_taken(port)]
+    if not taken:
+        return
+    if docker.daemon_problem() is None and docker.container_state(spec.name) is not None:
+        return  # our own earlier container: `deploy local` replaces it
+    flag, port = taken[0]
+    raise CommandError(
+        f"port {port} on 127.0.0.1 is taken (is `make run` still serving there? Ctrl+C stops it); "
+        f"stop what listens there, or choose another host port with {flag}"
+    )
 
 
 def run_kubernetes(args: argparse.Namespace) -> int:
