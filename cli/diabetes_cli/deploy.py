@@ -2,7 +2,7 @@
 
 diabetes deploy local [--spec service/deployment.yaml] [--port 8080]     # build, run, wait ready
 diabetes deploy local --down                                             # stop and remove
-diabetes deploy kubernetes --out k8s/                                    # manifests + kustomization
+diabetes deploy kubernetes --out k8s/                                    # manifests + kustomization, no keys
 diabetes deploy kubernetes --kserve --out k8s/                           # a KServe InferenceService
 diabetes deploy azureml --workspace-config config.json --cluster aks     # Azure ML v1 (azureml-core)
 diabetes deploy azureml --dry-run --out azureml/ --cluster aks           # deploymentconfig.json + v2 YAML
@@ -70,11 +70,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "kubernetes",
         help="write Kubernetes manifests (Deployment, Service, HPA, PDB, Secret, kustomization)",
         description="Write complete manifests into --out with a kustomization.yaml beside them "
-        "(`kubectl apply -k DIR`). The Secret takes DIABETES_API_KEYS, else a marked placeholder.",
+        "(`kubectl apply -k DIR`). No key is ever written there: the command prints the `kubectl create "
+        "secret` line that makes the keys' Secret from DIABETES_API_KEYS, or --secret-out writes it to a "
+        "file outside --out and outside any git working tree.",
     )
     _spec_arg(k8s)
     k8s.add_argument("--out", required=True, help="folder to write the manifests into")
-    k8s.add_argument("--image", help="container image (default: NAME:latest)")
+    k8s.add_argument("--image", help="container image (default: NAME:local, the tag `deploy local` builds)")
+    k8s.add_argument(
+        "--secret-out",
+        type=Path,
+        metavar="FILE",
+        help="also write the Secrets (keys from DIABETES_API_KEYS) to FILE, private to you: not inside --out "
+        "or a git working tree; apply it with `kubectl apply -f FILE`",
+    )
     k8s.add_argument(
         "--service-type", default="ClusterIP", choices=["ClusterIP", "LoadBalancer", "NodePort"], help="Service type"
     )
@@ -210,21 +219,22 @@ def run_kubernetes(args: argparse.Namespace) -> int:
     from diabetes_deploy import kubernetes
 
     spec = _load(args.spec)
-    image = args.image or f"{spec.name}:latest"
+    image = args.image or local_image(spec)
     keys = os.environ.get(kubernetes.KEYS_ENV) or None
+    out = Path(args.out)
     try:
-        written = kubernetes.write(
-            spec, Path(args.out), image, keys=keys, service_type=args.service_type, kserve=args.kserve
-        )
+        secret_file = kubernetes.write_secrets(spec, args.secret_out, out, keys) if args.secret_out else None
+        written = kubernetes.write(spec, out, image, service_type=args.service_type, kserve=args.kserve)
     except _deploy_errors() as exc:
         raise CommandError(str(exc)) from None
     for path in written:
         print(path)
-    if spec.auth.enabled and not keys:
-        print(
-            f"note: {Path(args.out) / 'secret.yaml'} holds PLACEHOLDER keys: replace them before applying",
-            file=sys.stderr,
-        )
+    if secret_file is not None:
+        print(f"the Secrets are in {secret_file} (not in {out}): `kubectl apply -f {secret_file}`", file=sys.stderr)
+    elif commands := kubernetes.secret_commands(spec):
+        print(f"no key is written into {out}: before `kubectl apply -k {out}`, create the Secrets:", file=sys.stderr)
+        for command in commands:
+            print(f"  {command}", file=sys.stderr)
     return 0
 
 

@@ -1,10 +1,16 @@
 """`diabetes deploy kubernetes --out DIR`: complete manifests for AKS (or any cluster) from the spec.
 
 Deployment (resources, probes on the service's routes, preStop + grace period to drain, non-root,
-read-only root filesystem with an emptyDir at /tmp), Service, HorizontalPodAutoscaler (when the spec
-autoscales), PodDisruptionBudget, the keys as a Secret, and a kustomization.yaml listing them. With
-`model.follow` the pod serves the registry's alias (`model.tracking_uri`) and follows it, with the
-registry's credentials in a Secret of their own.
+read-only root filesystem with an emptyDir at /tmp; no `replicas` when an autoscaler owns them, or
+every re-apply would reset the scale), Service, HorizontalPodAutoscaler (when the spec autoscales),
+PodDisruptionBudget, and a kustomization.yaml listing them. With `model.follow` the pod serves the
+registry's alias (`model.tracking_uri`) and follows it, with the registry's credentials from a Secret
+of their own.
+
+No key value is ever written into DIR (issue 22: the real keys landed in `k8s/secret.yaml`, ready for
+`git add .`): the pods reference the Secrets by name, and `secret_commands` gives the `kubectl create
+secret` lines that make them from the environment; `write_secrets` writes them instead to a file the
+user names, refused inside DIR or inside a git working tree.
 DIR/monitoring/ holds the ServiceMonitor, PrometheusRule and dashboard ConfigMap (monitoring.py), with
 their own kustomization: they need the Prometheus operator's CRDs, which not every cluster has.
 """
@@ -24,8 +30,6 @@ CONTAINER_PORT = 8080
 RUN_AS = 10001  # the image's `scoring` user
 KEYS_ENV = "DIABETES_API_KEYS"
 SECRET_KEY = "api-keys"  # noqa: S105 - the key name inside the Secret, not a key
-# Marked so nobody mistakes it for a key; `diabetes deploy kubernetes` warns when it writes it.
-PLACEHOLDER_KEYS = "REPLACE-ME-primary-key,REPLACE-ME-secondary-key"
 REGISTRY_CREDENTIALS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
@@ -118,13 +122,14 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             *("--host", "0.0.0.0", "--port", str(CONTAINER_PORT), "--follow"),
         ]
         container["envFrom"] = [{"secretRef": {"name": registry_secret_name(spec), "optional": True}}]
-    replicas = spec.scale.replicas if spec.scale.replicas is not None else spec.scale.min_replicas
+    # With an autoscaler the count is its own: a `replicas` here would reset it on every apply.
+    replicas = {} if spec.scale.autoscale is not None else {"replicas": spec.scale.min_replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": spec.name, "labels": labels(spec)},
         "spec": {
-            "replicas": replicas,
+            **replicas,
             "selector": {"matchLabels": labels(spec)},
             # Never below the wanted count during a rollout: a new pod must be ready first.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -205,35 +210,43 @@ def autoscaler(spec: DeploymentSpec) -> dict[str, Any] | None:
     }
 
 
+def min_available(spec: DeploymentSpec) -> int:
+    """Pods a voluntary disruption (a node drain) must leave running: one replica is protected too.
+
+    `maxUnavailable: 1` on one replica let a drain take the only pod down (issue 22). With a budget of
+    at least one, a drain of a single replica waits until a second is up (`kubectl scale`, or the
+    autoscaler); from three replicas up, one may go at a time.
+    """
+    return max(1, spec.scale.min_replicas - 1)
+
+
 def disruption_budget(spec: DeploymentSpec) -> dict[str, Any]:
-    # maxUnavailable (not minAvailable: 1) so a one-replica service never blocks a node drain.
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": spec.name, "labels": labels(spec)},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(spec)}},
+        "spec": {
+            "minAvailable": min_available(spec),
+            # A pod that is not ready protects no traffic: it never holds a drain up.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": labels(spec)},
+        },
     }
 
 
-def keys_secret(spec: DeploymentSpec, keys: str | None) -> dict[str, Any] | None:
-    if not spec.auth.enabled:
-        return None
+def keys_secret(spec: DeploymentSpec, keys: str) -> dict[str, Any]:
+    """The keys Secret, for `write_secrets` only: never part of the manifests folder."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
             "name": secret_name(spec),
             "labels": labels(spec),
-            "annotations": {
-                "diabetes-scoring/keys": "from DIABETES_API_KEYS" if keys else "PLACEHOLDER: replace before applying"
-            },
+            "annotations": {"diabetes-scoring/keys": "from DIABETES_API_KEYS"},
         },
         "type": "Opaque",
         # The scrape key: one key on its own, as the ServiceMonitor's Bearer token for /metrics.
-        "stringData": {
-            SECRET_KEY: keys or PLACEHOLDER_KEYS,
-            SCRAPE_KEY: (keys or PLACEHOLDER_KEYS).split(",")[0].strip(),
-        },
+        "stringData": {SECRET_KEY: keys, SCRAPE_KEY: keys.split(",")[0].strip()},
     }
 
 
@@ -241,39 +254,90 @@ def registry_secret_name(spec: DeploymentSpec) -> str:
     return f"{spec.name}-registry"
 
 
-def registry_secret(spec: DeploymentSpec) -> dict[str, Any] | None:
-    """MLflow's own credential variables for a following pod, from this environment when set."""
-    if not spec.model.follow:
-        return None
-    values = {name: os.environ[name] for name in REGISTRY_CREDENTIALS if os.environ.get(name)}
+def registry_credentials() -> dict[str, str]:
+    """MLflow's own credential variables set in this environment."""
+    return {name: os.environ[name] for name in REGISTRY_CREDENTIALS if os.environ.get(name)}
+
+
+def registry_secret(spec: DeploymentSpec, values: dict[str, str]) -> dict[str, Any]:
+    """MLflow's credentials for a following pod, for `write_secrets` only (the pod's envFrom is optional)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
             "name": registry_secret_name(spec),
             "labels": labels(spec),
-            "annotations": {
-                "diabetes-scoring/registry": "from MLflow's credential variables"
-                if values
-                else "EMPTY: add MLFLOW_TRACKING_TOKEN (or USERNAME and PASSWORD) if the server needs them"
-            },
+            "annotations": {"diabetes-scoring/registry": "from MLflow's credential variables"},
         },
         "type": "Opaque",
         "stringData": values,
     }
 
 
+def secret_commands(spec: DeploymentSpec) -> list[str]:
+    """The `kubectl create secret` lines that make the pods' Secrets from the environment at the
+    time they run: the values never pass through this program or a file."""
+    commands = []
+    if spec.auth.enabled:
+        commands.append(
+            f"kubectl create secret generic {secret_name(spec)} "
+            f'--from-literal={SECRET_KEY}="${KEYS_ENV}" --from-literal={SCRAPE_KEY}="${{{KEYS_ENV}%%,*}}"'
+        )
+    if spec.model.follow:
+        names = [name for name in REGISTRY_CREDENTIALS if os.environ.get(name)] or ["MLFLOW_TRACKING_TOKEN"]
+        literals = " ".join(f'--from-literal={name}="${name}"' for name in names)
+        commands.append(f"kubectl create secret generic {registry_secret_name(spec)} {literals}")
+    return commands
+
+
+def _inside_git_tree(path: Path) -> Path | None:
+    for folder in path.parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def write_secrets(spec: DeploymentSpec, path: Path, out: Path, keys: str | None) -> Path:
+    """The Secrets (keys, and the registry's for a following pod) as one file at `path`, private to
+    its owner; refused inside the manifests folder or a git working tree, where it would be committed."""
+    import yaml
+
+    target = path.expanduser().resolve()
+    if target.is_relative_to(out.expanduser().resolve()):
+        raise DeployError(f"--secret-out {path}: inside --out {out}, beside the manifests: name a path outside it")
+    tree = _inside_git_tree(target)
+    if tree is not None:
+        raise DeployError(f"--secret-out {path}: inside the git working tree {tree}: name a path outside it")
+    docs = []
+    if spec.auth.enabled:
+        if not keys:
+            raise DeployError(f"--secret-out needs the keys: set {KEYS_ENV}='primary,secondary'")
+        docs.append(keys_secret(spec, keys))
+    if spec.model.follow and registry_credentials():
+        docs.append(registry_secret(spec, registry_credentials()))
+    if not docs:
+        raise DeployError("--secret-out: this spec needs no Secret (auth is off and nothing to follow)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(HEADER + yaml.safe_dump_all(docs, sort_keys=False))
+        tmp.replace(target)
+    except OSError as exc:
+        raise DeployError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return target
+
+
 def manifests(
-    spec: DeploymentSpec, image: str, *, keys: str | None = None, service_type: str = "ClusterIP", kserve: bool = False
+    spec: DeploymentSpec, image: str, *, service_type: str = "ClusterIP", kserve: bool = False
 ) -> dict[str, dict[str, Any]]:
     """File name -> manifest, in the order kustomize lists them; `kserve`: an InferenceService
-    (KServe makes the Deployment, Service and autoscaler) instead of our own."""
+    (KServe makes the Deployment, Service and autoscaler) instead of our own. No Secret: see
+    `secret_commands` and `write_secrets`."""
     if spec.model.follow and not spec.model.tracking_uri:
         raise DeployError("model.follow in a pod needs model.tracking_uri: the MLflow tracking server to follow")
-    files: dict[str, dict[str, Any] | None] = {
-        "secret.yaml": keys_secret(spec, keys),
-        "registry-secret.yaml": registry_secret(spec),
-    }
+    files: dict[str, dict[str, Any] | None] = {}
     if kserve:
         if spec.model.follow:
             raise DeployError("--kserve serves the model baked into the image: model.follow is not supported there")
@@ -300,11 +364,6 @@ def manifests(
 
 
 HEADER = "# Generated by `diabetes deploy kubernetes` from the deployment spec: edit the spec, not this file.\n"
-PLACEHOLDER_NOTE = (
-    "# PLACEHOLDER KEYS: replace stringData.api-keys with 'primary,secondary' and scrape-key with the primary\n"
-    "# before applying\n"
-    "# (or run `DIABETES_API_KEYS=... diabetes deploy kubernetes --out DIR` again).\n"
-)
 
 
 def write(
@@ -312,18 +371,17 @@ def write(
     out: Path,
     image: str,
     *,
-    keys: str | None = None,
     service_type: str = "ClusterIP",
     kserve: bool = False,
 ) -> list[Path]:
-    """Write the manifests into `out`; everything is rendered before the first file is written."""
+    """Write the manifests into `out`; everything is rendered before the first file is written.
+
+    A `secret.yaml` or `registry-secret.yaml` an earlier version left in `out` is removed."""
     import yaml
 
-    keys = keys if keys is not None else (os.environ.get(KEYS_ENV) or None)
     rendered = {}
-    for name, doc in manifests(spec, image, keys=keys, service_type=service_type, kserve=kserve).items():
-        note = PLACEHOLDER_NOTE if name == "secret.yaml" and not keys else ""
-        rendered[name] = HEADER + note + yaml.safe_dump(doc, sort_keys=False)
+    for name, doc in manifests(spec, image, service_type=service_type, kserve=kserve).items():
+        rendered[name] = HEADER + yaml.safe_dump(doc, sort_keys=False)
     secret = secret_name(spec) if spec.auth.enabled else None
     # KServe names the Services it makes itself: the ServiceMonitor's selector is for our own Service.
     for name, doc in {} if kserve else monitoring.kubernetes_manifests(spec, labels(spec), secret).items():
@@ -334,9 +392,7 @@ def write(
         for name, text in rendered.items():
             path = out / name
             tmp = path.with_suffix(".tmp")
-            # The Secret may hold real keys: readable by its owner only.
-            private = name in ("secret.yaml", "registry-secret.yaml")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
             tmp.replace(path)

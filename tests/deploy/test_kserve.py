@@ -13,6 +13,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.deploy.test_kubernetes import K8S_VERSION, deploy_kubernetes, load_dir
 
@@ -49,13 +50,17 @@ def check(python: str, documents: list[dict]) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("kserve-out")
-    proc = deploy_kubernetes(out, "--kserve", "--image", "registry.example.test/diabetes:1", keys="k-one,k-two")
+    secrets = tmp_path_factory.mktemp("kserve-secrets") / "keys.yaml"
+    proc = deploy_kubernetes(
+        out, "--kserve", "--image", "registry.example.test/diabetes:1", "--secret-out", str(secrets), keys="k-one,k-two"
+    )
     assert proc.returncode == 0, proc.stderr
-    return load_dir(out)
+    return {**load_dir(out), "secret-out": yaml.safe_load(secrets.read_text())}
 
 
 def test_kserve_writes_an_inference_service_its_runtime_and_the_keys(written: dict[str, dict]) -> None:
-    assert set(written) == {"inferenceservice.yaml", "servingruntime.yaml", "secret.yaml", "kustomization.yaml"}
+    # The keys' Secret only where --secret-out put it, never among the manifests.
+    assert set(written) == {"inferenceservice.yaml", "servingruntime.yaml", "kustomization.yaml", "secret-out"}
     isvc = written["inferenceservice.yaml"]
     assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
     predictor = isvc["spec"]["predictor"]
@@ -71,13 +76,13 @@ def test_kserve_writes_an_inference_service_its_runtime_and_the_keys(written: di
     assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 70)
     assert predictor["terminationGracePeriodSeconds"] == 45
     env = {e["name"]: e for e in model["env"]}
-    assert env["DIABETES_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == written["secret.yaml"]["metadata"]["name"]
+    assert env["DIABETES_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == written["secret-out"]["metadata"]["name"]
     assert env["DIABETES_GRPC_PORT"]["value"] == "8081"
     runtime = written["servingruntime.yaml"]["spec"]
     assert runtime["protocolVersions"] == ["v2", "grpc-v2"]
     assert runtime["containers"][0]["image"] == "registry.example.test/diabetes:1"
     assert "k-one" not in json.dumps([isvc, written["servingruntime.yaml"]])
-    kubernetes_validate.validate(written["secret.yaml"], K8S_VERSION, strict=True)
+    kubernetes_validate.validate(written["secret-out"], K8S_VERSION, strict=True)
 
 
 def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:

@@ -176,7 +176,8 @@ def test_every_expression_names_metrics_a_real_service_exports(service, damaged_
 
 
 def test_kubernetes_output_has_the_monitoring_manifests(tmp_path: Path) -> None:
-    proc = deploy_kubernetes(tmp_path, keys="k-primary,k-secondary")
+    secrets = tmp_path.parent / f"{tmp_path.name}-keys.yaml"
+    proc = deploy_kubernetes(tmp_path, "--secret-out", str(secrets), keys="k-primary,k-secondary")
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "monitoring"
     docs = {p.name: yaml.safe_load(p.read_text()) for p in folder.glob("*.yaml")}
@@ -188,8 +189,8 @@ def test_kubernetes_output_has_the_monitoring_manifests(tmp_path: Path) -> None:
     (endpoint,) = monitor["spec"]["endpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
     assert endpoint["authorization"]["credentials"] == {"name": "diabetes-service-keys", "key": "scrape-key"}
-    secret = yaml.safe_load((tmp_path / "secret.yaml").read_text())
-    assert secret["stringData"]["scrape-key"] == "k-primary"
+    secret = yaml.safe_load(secrets.read_text())
+    assert (secret["metadata"]["name"], secret["stringData"]["scrape-key"]) == ("diabetes-service-keys", "k-primary")
     rule = docs["prometheusrule.yaml"]
     assert rule["kind"] == "PrometheusRule"
     exprs = [r["expr"] for r in rule["spec"]["groups"][0]["rules"]]
