@@ -1,8 +1,10 @@
 """One JSON line per request on standard output: who asked what, how it went. Never bodies.
 
 `ts` is ISO 8601 in UTC to the millisecond (`2026-12-07T21:40:01.123Z`), as log collectors and
-people read it, not an epoch float. The date and time part is formatted once per second and reused:
-formatting it on every line would cost about as much as the rest of the line.
+people read it, not an epoch float. The date and time part is formatted once per second and reused,
+the milliseconds come from a table: strftime on every line would cost about as much as the rest of
+the line. Measured here (a loaded 2-core machine): 2.1 µs per stamp against 0.7 µs for the epoch
+float, on ~100 µs of CPU per 1-row request.
 
 Whether it is on is decided by the supervisor (settings.access_log): off on an interactive terminal
 unless asked (`--access-log`), on where a collector reads standard output (containers).
@@ -23,6 +25,7 @@ import orjson
 from diabetes_service.observability.later import FlushLater
 
 FLUSH_SECONDS = 0.05
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 WRITE_LIMIT = select.PIPE_BUF
 
 
@@ -41,6 +44,10 @@ class AccessLog:
     ) -> None:
         if not self.enabled:
             return
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._new_second(second)
         record = {
             "request_id": request_id,
             "method": method,
@@ -50,7 +57,7 @@ class AccessLog:
             # Truncated to the µs and the ms: round() would cost as much as the rest of the line.
             "latency_ms": int(seconds * 1e6) / 1000,
             "model_version": model_version,
-            "ts": self._timestamp(time.time()),
+            "ts": self._second_text + _MILLIS[int((now - second) * 1000)],
         }
         line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         if self._size + len(line) > WRITE_LIMIT:
@@ -59,13 +66,16 @@ class AccessLog:
         self._size += len(line)
         self._flush_later.request()
 
+    def _new_second(self, second: int) -> None:
+        self._second = second
+        self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
     def _timestamp(self, now: float) -> str:
-        """`now` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC); the part up to the second is cached per second."""
+        """`now` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), as `write` stamps a line."""
         second = int(now)
         if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
+            self._new_second(second)
+        return self._second_text + _MILLIS[int((now - second) * 1000)]
 
     def flush(self) -> None:
         if not self._lines:
