@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -153,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     from diabetes_loadtest.settings import Settings, SettingsError
     from diabetes_loadtest.slo import SloError, check_answers, evaluate, load_slos
 
+    if importlib.util.find_spec("locust") is None:  # `make run` installs no load-test tooling
+        raise CommandError("Locust is not installed here: run `make install` (or pip install -e '.[loadtest]')")
     slo_file = args.slo or DEFAULT_SLO_FILE
     try:
         slos = load_slos(slo_file)

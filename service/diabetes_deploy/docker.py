@@ -29,7 +29,7 @@ from diabetes_service.model.trust import sha256_of
 
 CONTAINER_PORT = 8080
 # The project itself is built from the sources; the build backend follows pyproject.toml's own pins.
-UNPINNED = frozenset({"diabetes-scoring", "pip", "setuptools", "wheel"})
+UNPINNED = frozenset({"diabetes-scoring", "pip", "setuptools", "wheel", "hatchling"})
 SOURCES = ("client", "service", "trainer", "cli", "loadtests")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "reports")
 # Target of the image: CPython 3.11 on glibc x86_64 (the slim image and the Debian stand-in).
@@ -141,7 +141,7 @@ def download_wheels(root: Path, dest: Path, *, timeout: float = 900) -> int:
     requirements = service_requirements(root)
     constraints = dest / "constraints.txt"
     constraints.write_text("\n".join(host_constraints()) + "\n")
-    build_backend = ["setuptools>=69", "wheel"]
+    build_backend = ["hatchling>=1.27"]  # pyproject.toml's build backend, for the offline build
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
            "--only-binary=:all:", *WHEEL_TARGET, "--dest", str(dest), "-c", str(constraints),
            *requirements, *build_backend]  # fmt: skip
