@@ -1,27 +1,45 @@
-# The README's two commands: `make run` (install, train into the embedded store if it is empty,
-# serve on http://127.0.0.1:8080) and `make test` (install everything, run the whole suite).
+# The README's two commands: `make run` (install what training and serving need, train into the
+# embedded store if it is empty, serve on http://127.0.0.1:8080) and `make test` (install everything,
+# run the whole suite).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# pip's own progress (one line per package, a bar where there is a terminal): the first install takes
+# minutes, and silence (`--quiet`) over it looked like a hang (issue 22).
+PIP := $(BIN)/python -m pip install --disable-pip-version-check
 
-.PHONY: install run test lint system-deps
+.PHONY: install install-run run test lint system-deps
 
-$(BIN)/diabetes: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+
+# `make run`: the `run` extra only (service, gRPC schema writer, trainer): no load tests, dev, docs,
+# Azure or browser tooling.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	@echo "make run: installing what training and serving need into $(VENV) (the first time takes a few minutes)"
+	$(PIP) -e ".[run]"
 	touch $@
+
+# `make install` / `make test`: everything.
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	@echo "make install: installing everything (service, trainer, load tests, dev tools) into $(VENV)"
+	$(PIP) -e ".[all,dev]"
+	touch $@ $(VENV)/.installed-run
 
 # The Open Inference Protocol's gRPC schema, written once from tritonclient (the `grpc` extra) so
 # that the workers build their messages without importing it (protocols/v2/grpc_schema.py).
 SCHEMA := service/diabetes_service/protocols/v2/grpc_schema.binpb
-$(SCHEMA): $(BIN)/diabetes
+$(SCHEMA): | $(VENV)/.installed-run
 	$(BIN)/python -m diabetes_service.protocols.v2.grpc_schema $@
 
-install: $(BIN)/diabetes $(SCHEMA)
+install-run: $(VENV)/.installed-run $(SCHEMA)
 
-run: install
+install: $(VENV)/.installed-all $(SCHEMA)
+
+run: install-run
 	$(BIN)/diabetes train --if-empty
+	@echo "make run: starting the service in the foreground (HTTP 8080, gRPC 8081, metrics 8082); Ctrl+C stops it"
 	$(BIN)/diabetes serve
 
 # Debian packages the tests drive for real: headless Chromium, wrk, the Docker engine.

@@ -129,3 +129,17 @@ def test_a_deferred_import_keeps_an_import_time_rule(tmp_path: Path, lint) -> No
     outcome = lint(tree)
     assert outcome.pop(None) == 0
     assert outcome == dict.fromkeys(CONTRACTS, "KEPT")
+
+
+def test_every_package_ships_in_the_wheel_and_is_under_the_rules() -> None:
+    """The wheel (and so the Docker image) lists its packages by hand, and import-linter its root
+    packages: a new `diabetes_*` folder missing from either would be left out silently."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = {
+        f"{where}/{path.name}"
+        for where in PACKAGE_FOLDERS
+        for path in (REPO / where).glob("diabetes_*")
+        if (path / "__init__.py").exists()
+    }
+    assert folders == set(project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    assert {f.split("/")[1] for f in folders} == set(project["tool"]["importlinter"]["root_packages"])

@@ -2,7 +2,7 @@
 
 diabetes deploy local [--spec service/deployment.yaml] [--port 8080]     # build, run, wait ready
 diabetes deploy local --down                                             # stop and remove
-diabetes deploy kubernetes --out k8s/                                    # manifests + kustomization
+diabetes deploy kubernetes --out k8s/                                    # manifests + kustomization, no keys
 diabetes deploy kubernetes --kserve --out k8s/                           # a KServe InferenceService
 diabetes deploy azureml --workspace-config config.json --cluster aks     # Azure ML v1 (azureml-core)
 diabetes deploy azureml --dry-run --out azureml/ --cluster aks           # deploymentconfig.json + v2 YAML
@@ -70,12 +70,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "kubernetes",
         help="write Kubernetes manifests (Deployment, Service, HPA, PDB, kustomization)",
         description="Write complete manifests into --out with a kustomization.yaml beside them "
-        "(`kubectl apply -k DIR`). No manifest holds a key: the command prints how to create the keys' "
-        "Secret from DIABETES_API_KEYS.",
+        "(`kubectl apply -k DIR`). No key is ever written there: the command prints the `kubectl create "
+        "secret` line that makes the keys' Secret from DIABETES_API_KEYS, or --secret-out writes it to a "
+        "file outside --out and outside any git working tree.",
     )
     _spec_arg(k8s)
     k8s.add_argument("--out", required=True, help="folder to write the manifests into")
-    k8s.add_argument("--image", help="container image (default: NAME:latest)")
+    k8s.add_argument("--image", help="container image (default: NAME:local, the tag `deploy local` builds)")
+    k8s.add_argument(
+        "--secret-out",
+        type=Path,
+        metavar="FILE",
+        help="also write the Secrets (keys from DIABETES_API_KEYS) to FILE, private to you: not inside --out "
+        "or a git working tree; apply it with `kubectl apply -f FILE`",
+    )
     k8s.add_argument(
         "--service-type", default="ClusterIP", choices=["ClusterIP", "LoadBalancer", "NodePort"], help="Service type"
     )
@@ -158,7 +166,9 @@ def run_local(args: argparse.Namespace) -> int:
             raise CommandError(f"--port {args.port}: must be 1-65535")
         if not 0 <= args.grpc_port < 65536:
             raise CommandError(f"--grpc-port {args.grpc_port}: must be 0-65535")
-        image = args.image or f"{spec.name}:local"
+        _check_ports(spec, args)
+        docker.require_daemon()  # before the model, the wheels and the build: seconds, not minutes
+        image = args.image or local_image(spec)
         model_uri = args.model_uri or spec.model_uri
         with docker.build_context(
             Path(args.spec), model_uri, tracking_uri=args.tracking_uri, wheels=not args.no_wheels
@@ -180,20 +190,51 @@ def run_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def local_image(spec: Any) -> str:
+    """The tag `deploy local` builds, and the image `deploy kubernetes` names without --image."""
+    return f"{spec.name}:local"
+
+
+def _check_ports(spec: Any, args: argparse.Namespace) -> None:
+    """A host port something else holds is a clear error before the build; one held by this service's
+    own earlier container is not (it is replaced), which only a daemon that answers can tell."""
+    from diabetes_deploy import docker
+
+    wanted = [("--port", args.port)]
+    if spec.grpc_port and args.grpc_port:
+        wanted.append(("--grpc-port", args.grpc_port))
+    taken = [(flag, port) for flag, port in wanted if docker.port_taken(port)]
+    if not taken:
+        return
+    if docker.daemon_problem() is None and docker.container_state(spec.name) is not None:
+        return  # our own earlier container: `deploy local` replaces it
+    flag, port = taken[0]
+    raise CommandError(
+        f"port {port} on 127.0.0.1 is taken (is `make run` still serving there? Ctrl+C stops it); "
+        f"stop what listens there, or choose another host port with {flag}"
+    )
+
+
 def run_kubernetes(args: argparse.Namespace) -> int:
     from diabetes_deploy import kubernetes
 
     spec = _load(args.spec)
-    image = args.image or f"{spec.name}:latest"
+    image = args.image or local_image(spec)
+    keys = os.environ.get(kubernetes.KEYS_ENV) or None
+    out = Path(args.out)
     try:
-        written = kubernetes.write(spec, Path(args.out), image, service_type=args.service_type, kserve=args.kserve)
+        secret_file = kubernetes.write_secrets(spec, args.secret_out, out, keys) if args.secret_out else None
+        written = kubernetes.write(spec, out, image, service_type=args.service_type, kserve=args.kserve)
     except _deploy_errors() as exc:
         raise CommandError(str(exc)) from None
     for path in written:
         print(path)
-    # No manifest holds a key: the Secrets come from this environment, created apart.
-    for command in kubernetes.secret_commands(spec):
-        print(f"note: before `kubectl apply -k {args.out}`, create the Secret: {command}", file=sys.stderr)
+    if secret_file is not None:
+        print(f"the Secrets are in {secret_file} (not in {out}): `kubectl apply -f {secret_file}`", file=sys.stderr)
+    elif commands := kubernetes.secret_commands(spec):
+        print(f"no key is written into {out}: before `kubectl apply -k {out}`, create the Secrets:", file=sys.stderr)
+        for command in commands:
+            print(f"  {command}", file=sys.stderr)
     return 0
 
 

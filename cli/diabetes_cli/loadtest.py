@@ -1,5 +1,9 @@
 """`diabetes loadtest`: a bounded headless Locust run, its CSV and HTML report, and an SLO gate.
 
+Before the load it asks the service whether keys are on and stops at once when the run's key cannot
+match (preflight.py); while the load runs it prints a progress line every few seconds; the gate fails
+on a missed SLO and on any wrong answer the checks found (checks.py), whatever the failure ratio.
+
 Also `--workers N` (Locust's master/worker mode on loopback) and `--find-saturation` (a step load
 that reports the highest req/s held within the p95 SLO). Locust and PyYAML are imported inside the
 handler, so `diabetes --help` stays fast on a client-only install.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -30,9 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "loadtest",
         help="load-test a scoring service with Locust and gate on SLOs",
         description=(
-            "Run loadtests/locustfile.py headless against --host for a bounded time, write Locust's "
-            "CSV and HTML report to --output-dir, and check the SLOs of --slo: one line per SLO, "
-            "exit 1 when one is missed."
+            "Check that --host answers and that its keys match --key, run loadtests/locustfile.py "
+            "headless against it for a bounded time with a progress line every 5 s, write Locust's "
+            "CSV and HTML report to --output-dir, and check the SLOs of --slo and every answer: one "
+            "line per SLO and one for the checks, exit 1 when an SLO is missed or an answer was wrong."
         ),
     )
     parser.add_argument(
@@ -144,9 +150,12 @@ def run(args: argparse.Namespace) -> int:
         LaunchError,
         LocustRun,
     )
+    from diabetes_loadtest.preflight import PreflightError, check_keys
     from diabetes_loadtest.settings import Settings, SettingsError
-    from diabetes_loadtest.slo import SloError, evaluate, load_slos
+    from diabetes_loadtest.slo import SloError, check_answers, evaluate, load_slos
 
+    if importlib.util.find_spec("locust") is None:  # `make run` installs no load-test tooling
+        raise CommandError("Locust is not installed here: run `make install` (or pip install -e '.[loadtest]')")
     slo_file = args.slo or DEFAULT_SLO_FILE
     try:
         slos = load_slos(slo_file)
@@ -161,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     output_dir: Path = args.output_dir or DEFAULT_REPORT_DIR
     env = _locust_env(args)
     try:
-        Settings.from_env({**os.environ, **env})
+        settings = Settings.from_env({**os.environ, **env})
     except SettingsError as exc:
         raise CommandError(str(exc)) from None
     files = [locustfile]
@@ -201,8 +210,15 @@ def run(args: argparse.Namespace) -> int:
     for stale in (locust.stats_csv, locust.failures_csv, locust.html_report, saturation_json, workers_json):
         stale.unlink(missing_ok=True)
     try:
-        locust.run(max_seconds=max_seconds)
+        print(check_keys(args.host, settings.api_key).line(), flush=True)
+    except PreflightError as exc:
+        raise CommandError(str(exc)) from None
+    length = f"up to {max_seconds} s" if args.find_saturation else f"{locust.run_seconds} s"
+    print(f"loadtest: {args.users} users against {args.host} for {length} (reports: {output_dir})", flush=True)
+    try:
+        locust.run(max_seconds=max_seconds, on_tick=lambda elapsed: _print_progress(locust, elapsed))
         verdicts = evaluate(slos, locust.stats_csv)
+        checks = check_answers(locust.failures_csv)
     except (LaunchError, SloError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -213,11 +229,30 @@ def run(args: argparse.Namespace) -> int:
         return _report_saturation(saturation_json)
     for verdict in verdicts:
         print(verdict.line())
+    print(checks.line())
     missed = [verdict.slo.kind.name for verdict in verdicts if not verdict.passed]
-    if missed:
-        raise CommandError(f"{len(missed)} of {len(verdicts)} SLOs missed: {', '.join(missed)}")
-    print(f"loadtest: all {len(verdicts)} SLOs met")
+    reasons = [f"{len(missed)} of {len(verdicts)} SLOs missed: {', '.join(missed)}"] if missed else []
+    if not checks.passed:
+        reasons.append(f"{checks.wrong} wrong answers ({checks.commonest})")
+    if reasons:
+        raise CommandError("; ".join(reasons))
+    print(f"loadtest: all {len(verdicts)} SLOs met, no wrong answer")
     return 0
+
+
+def _print_progress(locust: LocustRun, elapsed: float) -> None:
+    """`loadtest: 10 s of 30 s, 612 requests, 0 failures, 61.2 req/s` (counts once Locust flushed them)."""
+    from diabetes_loadtest.slo import SloError, aggregated_row
+
+    total = f" of {locust.run_seconds} s" if locust.run_seconds is not None else ""
+    line = f"loadtest: {elapsed:.0f} s{total}"
+    try:
+        row = aggregated_row(locust.stats_csv)
+        line += f", {row['Request Count']} requests, {row['Failure Count']} failures, "
+        line += f"{float(row['Requests/s']):.1f} req/s"
+    except (SloError, KeyError, ValueError):
+        pass  # Locust has not flushed its statistics yet
+    print(line, flush=True)
 
 
 def _print_summary(locust: LocustRun) -> None:

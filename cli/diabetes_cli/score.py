@@ -1,6 +1,8 @@
 """`diabetes score`: score a file of rows against a running service, one result per line.
 
-For quick checks from a shell; it needs only the client (requests and pydantic).
+For quick checks from a shell; it needs only the client (requests and pydantic). `--url` defaults to
+the service `make run` starts, and the project's own sample file (`{"features", "rows"}`,
+loadtests/diabetes_loadtest/example_test_rows.json) is read as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from diabetes_cli.errors import CommandError
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,12 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Send the rows of FILE to the scoring service at --url and print one result per line "
         "(a number for predict, a JSON list of class probabilities for predict_proba). FILE is a CSV with a "
         "header naming the features (or no header: values in feature order), or JSON: a list of rows "
-        '(lists of numbers or feature-keyed objects) or {"data": [...]}. "-" reads standard input.',
+        '(lists of numbers or feature-keyed objects), {"data": [...]} or {"features": [...], "rows": [...]} '
+        '(the project\'s example_test_rows.json). "-" reads standard input.',
     )
     parser.add_argument(
         "--url",
-        required=True,
-        help="the service root (http://127.0.0.1:8080) or a scoring URI ending in /score (Azure ML)",
+        default=DEFAULT_URL,
+        help=f"the service root or a scoring URI ending in /score (Azure ML) (default: {DEFAULT_URL}, "
+        "where `make run` serves)",
     )
     parser.add_argument(
         "--key",
@@ -97,13 +103,31 @@ def _json_rows(text: str, name: str) -> tuple[list[Any], Any]:
         raise CommandError(f"{name} is not valid JSON: {exc}") from None
     method = None
     if isinstance(document, dict):
-        if "data" not in document:
-            raise CommandError(f'{name}: a JSON object must hold the rows in "data"')
-        method = document.get("method")
-        document = document["data"]
+        if "data" in document:
+            method = document.get("method")
+            document = document["data"]
+        elif "rows" in document:
+            document = _sample_rows(document, name)
+        else:
+            raise CommandError(f'{name}: a JSON object must hold the rows in "data" (or "rows", with "features")')
     if not isinstance(document, list):
         raise CommandError(f"{name}: the rows must be a JSON list")
     return document, method
+
+
+def _sample_rows(document: dict[str, Any], name: str) -> Any:
+    """The rows of a `{"features": [...], "rows": [[...], ...]}` file, keyed by the features it names."""
+    rows, features = document["rows"], document.get("features")
+    if features is None or not isinstance(rows, list):
+        return rows
+    if not isinstance(features, list) or not all(isinstance(feature, str) for feature in features):
+        raise CommandError(f'{name}: "features" must be a list of feature names')
+    keyed = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, list) or len(row) != len(features):
+            raise CommandError(f'{name} row {number}: expected a list of {len(features)} values, one per "features"')
+        keyed.append(dict(zip(features, row, strict=True)))
+    return keyed
 
 
 def _csv_rows(text: str, name: str) -> list[Any]:

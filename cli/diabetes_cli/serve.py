@@ -96,6 +96,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="let --follow swap in a version whose features differ from the served one's",
     )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one JSON line per request on standard output (default: off on an interactive terminal, "
+        "on otherwise, as in containers; DIABETES_ACCESS_LOG=1/0)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -142,6 +149,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         "trusted_types",
         "no_auth",
         "rate_limit",
+        "access_log",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:

@@ -1,6 +1,10 @@
 """Checks on every answer: each returns None when the answer is right, else the reason it is not.
 
-Pure functions of (status, body text, ...), so they are tested without a load run.
+Pure functions of (status, body text, ...), so they are tested without a load run. A failed check
+is one of two things: the service shed the load or answered nothing (no answer, 408, 429, 503,
+504: the `failure_ratio` SLO's budget), or it gave a wrong answer (a 200 where a 4xx was due, a
+5xx for a caller mistake, a wrong shape). Wrong answers are reported with WRONG_ANSWER in front,
+and the gate of `diabetes loadtest` fails on any of them, whatever the failure ratio.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ import json
 import math
 from typing import Any
 
+# Statuses of a service under too much load (or none at all): failures, but not wrong answers.
+LOAD_STATUSES = frozenset({0, 408, 429, 503, 504})
+WRONG_ANSWER = "wrong answer: "
 # Probabilities are computed in float64 and serialised; allow rounding, not a wrong distribution.
 PROBA_SUM_TOLERANCE = 1e-6
 
@@ -83,3 +90,8 @@ def check_rejected(status: int, text: str, expected_status: int | None, secret: 
     if secret and secret in text:
         return "error answer echoes the API key"
     return None
+
+
+def failure_text(status: int, problem: str) -> str:
+    """The failure as Locust records it: marked WRONG_ANSWER unless the service only shed the load."""
+    return problem if status in LOAD_STATUSES else WRONG_ANSWER + problem

@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +32,8 @@ HTML_REPORT = "report.html"
 # Beyond the run time: start-up (imports, the predict_proba probe), workers joining, shutdown.
 GRACE_SECONDS = 90.0
 WORKER_GRACE_SECONDS = 30.0
+# How often a run reports progress: Locust rewrites its stats CSV every 1 s and flushes it every 10 s.
+TICK_SECONDS = 5.0
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -119,8 +123,16 @@ class LocustRun:
         """How long to wait for the master before stopping it."""
         return (self.run_seconds if self.run_seconds is not None else max_seconds) + GRACE_SECONDS
 
-    def run(self, max_seconds: float = 0.0) -> None:
-        """Run Locust to the end; raise LaunchError when it crashed or overran its time."""
+    def run(
+        self,
+        max_seconds: float = 0.0,
+        on_tick: Callable[[float], None] | None = None,
+        tick_seconds: float = TICK_SECONDS,
+    ) -> None:
+        """Run Locust to the end; raise LaunchError when it crashed or overran its time.
+
+        `on_tick(elapsed_seconds)` is called every `tick_seconds` while it runs, to show progress.
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         workers: list[subprocess.Popen] = []
@@ -134,13 +146,7 @@ class LocustRun:
                     worker_log = self.output_dir / f"worker-{i + 1}.log"
                     with open(worker_log, "wb") as out:
                         workers.append(_start(self.worker_command(master_port), env, out))
-                try:
-                    code = master.wait(timeout=self.timeout(max_seconds))
-                except subprocess.TimeoutExpired:
-                    raise LaunchError(
-                        f"Locust did not finish within {self.timeout(max_seconds):.0f} s; stopped it "
-                        f"(log: {self.output_dir / 'locust.log'})"
-                    ) from None
+                code = self._wait(master, self.timeout(max_seconds), on_tick, tick_seconds)
             finally:
                 _stop(master, grace=0.0)
                 # Workers quit when their master tells them; after a crash they would wait for it.
@@ -148,6 +154,25 @@ class LocustRun:
                     _stop(worker, grace=WORKER_GRACE_SECONDS if code == 0 else 2.0)
         if code != 0:
             raise LaunchError(f"Locust exited with status {code}: {_last_line(self.output_dir / 'locust.log')}")
+
+    def _wait(
+        self, master: subprocess.Popen, timeout: float, on_tick: Callable[[float], None] | None, tick: float
+    ) -> int:
+        """The master's exit status, calling `on_tick` between waits; LaunchError past `timeout`."""
+        started = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - started
+            try:
+                return master.wait(timeout=max(0.0, min(tick, timeout - elapsed)))
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - started
+                if elapsed >= timeout:
+                    raise LaunchError(
+                        f"Locust did not finish within {timeout:.0f} s; stopped it "
+                        f"(log: {self.output_dir / 'locust.log'})"
+                    ) from None
+                if on_tick is not None:
+                    on_tick(elapsed)
 
 
 def _start(cmd: list[str], env: dict[str, str], out: BinaryIO) -> subprocess.Popen:

@@ -4,6 +4,10 @@ The Ridge regressor has none and the contract makes `predict_proba` on it a 4xx.
 every such call as a failure (or as a success it is not), the master (or the single local
 process) sends one `predict_proba` request at start-up and, on a 4xx, leaves `PredictProbaUser`
 out of the run. Workers take the user classes the master hands them, so they do not probe.
+
+The same listener warns when the run's key cannot match the service's keys (preflight.py): a plain
+`locust -f loadtests/locustfile.py` run then says why its key checks fail before they do.
+`diabetes loadtest` stops on it before starting Locust at all.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from diabetes_loadtest.preflight import PreflightError, check_keys
 from diabetes_loadtest.settings import auth_headers, score_url
 from diabetes_loadtest.users import ROWS, SETTINGS, PredictProbaUser
 
@@ -39,6 +44,17 @@ def has_predict_proba(host: str, api_key: str | None) -> bool | None:
         return False if 400 <= exc.code < 500 and exc.code not in (401, 403) else None
     except (urllib.error.URLError, OSError):
         return None
+
+
+@events.init.add_listener
+def warn_when_the_key_cannot_match(environment: Environment, **_: object) -> None:
+    """On the master or a local run, say at once when the run's key cannot match the service's keys."""
+    if isinstance(environment.runner, WorkerRunner) or not environment.host:
+        return
+    try:
+        check_keys(environment.host, SETTINGS.api_key)
+    except PreflightError as exc:
+        log.warning("%s", exc)
 
 
 @events.init.add_listener

@@ -1,4 +1,8 @@
-"""SLOs: read from a YAML file, checked against Locust's `<prefix>_stats.csv` "Aggregated" row."""
+"""SLOs: read from a YAML file, checked against Locust's `<prefix>_stats.csv` "Aggregated" row.
+
+Beside them, the answer checks: any wrong answer in `<prefix>_failures.csv` fails the gate, whatever
+the failure ratio (a run that got 200 where a 401 was due is not a pass, however few they were).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from diabetes_loadtest.checks import WRONG_ANSWER
 
 
 class SloError(ValueError):
@@ -123,3 +129,41 @@ def evaluate(slos: list[Slo], stats_csv: Path) -> list[SloVerdict]:
     """Each SLO against the run's aggregated statistics."""
     row = aggregated_row(stats_csv)
     return [SloVerdict(slo, measure(row, slo.kind)) for slo in slos]
+
+
+@dataclass(frozen=True)
+class ChecksVerdict:
+    """How many answers the checks found wrong (none is the only pass), and the commonest one."""
+
+    wrong: int
+    commonest: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.wrong == 0
+
+    def line(self) -> str:
+        """`checks: target 0 wrong answers, measured 12 (/score ...: expected a 4xx, got 200): FAIL`."""
+        example = f" ({self.commonest})" if self.commonest else ""
+        return f"checks: target 0 wrong answers, measured {self.wrong}{example}: {'PASS' if self.passed else 'FAIL'}"
+
+
+def check_answers(failures_csv: Path) -> ChecksVerdict:
+    """Count the wrong answers in Locust's `<prefix>_failures.csv` (load shedding is not counted)."""
+    counts: dict[str, int] = {}
+    try:
+        with failures_csv.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                error = row.get("Error") or ""
+                if WRONG_ANSWER not in error:
+                    continue
+                # Locust wraps the text: CatchResponseError('wrong answer: expected a 4xx, got 200').
+                reason = error.split(WRONG_ANSWER, 1)[1].rstrip("')\"")
+                label = f"{row.get('Name', '?')}: {reason}"
+                occurrences = _number(row, "Occurrences")
+                counts[label] = counts.get(label, 0) + (int(occurrences) if occurrences > 0 else 1)
+    except OSError as exc:
+        raise SloError(f"cannot read {failures_csv}: {exc.strerror}") from None
+    if not counts:
+        return ChecksVerdict(0)
+    return ChecksVerdict(sum(counts.values()), max(counts, key=lambda label: counts[label]))

@@ -3,6 +3,7 @@
 Request names group the statistics: `/score predict x10`, `/score predict_proba x100`,
 `/score [invalid] short row`. Invalid requests carry the tag `invalid` (`--exclude-tags invalid`
 leaves them out); answered with their 4xx they count as successes, answered otherwise as failures.
+A failure the service did not cause by shedding load is marked a wrong answer (`checks.failure_text`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from locust import FastHttpUser, TaskSet, between, tag
 
-from diabetes_loadtest.checks import check_predict, check_predict_proba, check_rejected
+from diabetes_loadtest.checks import check_predict, check_predict_proba, check_rejected, failure_text
 from diabetes_loadtest.data import Body, build_bodies, load_rows
 from diabetes_loadtest.invalid import InvalidRequest, invalid_requests
 from diabetes_loadtest.settings import Settings, auth_headers, score_url
@@ -33,9 +34,10 @@ Check = Callable[[int, str, int], "str | None"]
 
 def _post(user: ScoringUser, name: str, payload: str, headers: dict[str, str], judge: Callable) -> None:
     with user.client.post(user.score_url, data=payload, headers=headers, name=name, catch_response=True) as answer:
-        problem = judge(answer.status_code or 0, answer.text or "")
+        status = answer.status_code or 0
+        problem = judge(status, answer.text or "")
         if problem:
-            answer.failure(problem)
+            answer.failure(failure_text(status, problem))
         else:
             answer.success()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from diabetes_service.deploy_api import BARE_PICKLE_NAMES, model_file
 
 CONTAINER_PORT = 8080
 # The project itself is built from the sources; the build backend follows pyproject.toml's own pins.
-UNPINNED = frozenset({"diabetes-scoring", "pip", "setuptools", "wheel"})
+UNPINNED = frozenset({"diabetes-scoring", "pip", "setuptools", "wheel", "hatchling"})
 SOURCES = ("client", "service", "trainer", "cli", "loadtests")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "reports")
 # Target of the image: CPython 3.11 on glibc x86_64 (the slim image and the Debian stand-in).
@@ -56,6 +57,38 @@ def docker_bin() -> str:
     if not found:
         raise DeployError("docker not found on PATH (install Docker, or Debian's docker.io)")
     return found
+
+
+# The README's one command that starts an engine where none runs (Local Docker container).
+START_ENGINE = "export $(bash scripts/docker-engine.sh start)"
+
+
+def daemon_problem(timeout: float = 15) -> str | None:
+    """None when a Docker daemon answers; else why not, in one line. Asked before anything slow:
+    without a daemon, `deploy local` used to download wheels for 12 s before finding out."""
+    try:
+        docker("version", "--format", "{{.Server.Version}}", timeout=timeout)
+    except DeployError as exc:
+        return str(exc).removeprefix("docker version failed: ")
+    return None
+
+
+def require_daemon() -> None:
+    """Raise a DeployError naming the command that starts an engine when no daemon answers."""
+    problem = daemon_problem()
+    if problem is not None:
+        raise DeployError(f"no Docker daemon answers ({problem}); start one with `{START_ENGINE}` (README)")
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Something listens on `host:port` already (a `make run`, another container)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT is no owner
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def docker(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
@@ -110,7 +143,7 @@ def download_wheels(root: Path, dest: Path, *, timeout: float = 900) -> int:
     requirements = service_requirements(root)
     constraints = dest / "constraints.txt"
     constraints.write_text("\n".join(host_constraints()) + "\n")
-    build_backend = ["setuptools>=69", "wheel"]
+    build_backend = ["hatchling>=1.27"]  # pyproject.toml's build backend, for the offline build
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
            "--only-binary=:all:", *WHEEL_TARGET, "--dest", str(dest), "-c", str(constraints),
            *requirements, *build_backend]  # fmt: skip
@@ -314,7 +347,10 @@ def wait_ready(name: str, url: str, timeout: float) -> None:
 
 
 def remove(name: str, grace_seconds: int = 30) -> bool:
-    """Stop (SIGTERM, then the grace period) and remove the container; False if there was none."""
+    """Stop (SIGTERM, then the grace period) and remove the container; False if there was none.
+
+    A daemon that does not answer is an error, not "no container": nothing was stopped."""
+    require_daemon()
     if container_state(name) is None:
         return False
     docker("stop", "--time", str(grace_seconds), name, timeout=grace_seconds + 30)

@@ -1,11 +1,16 @@
 """`diabetes deploy kubernetes --out DIR`: complete manifests for AKS (or any cluster) from the spec.
 
 Deployment (resources, probes on the service's routes, preStop + grace period to drain, non-root,
-read-only root filesystem with an emptyDir at /tmp), Service, HorizontalPodAutoscaler (when the spec
-autoscales), PodDisruptionBudget and a kustomization.yaml listing them. No manifest holds a key or a
-credential: the pods read the keys from a Secret that `secret_commands` says how to create from the
-environment. With `model.follow` the pod serves the registry's alias (`model.tracking_uri`) and follows
-it, with the registry's credentials in a Secret of their own (optional, created the same way).
+read-only root filesystem with an emptyDir at /tmp; no `replicas` when an autoscaler owns them, or
+every re-apply would reset the scale), Service, HorizontalPodAutoscaler (when the spec autoscales),
+PodDisruptionBudget and a kustomization.yaml listing them. With `model.follow` the pod serves the
+registry's alias (`model.tracking_uri`) and follows it, with the registry's credentials in a Secret
+of their own (optional).
+
+No manifest holds a key or a credential (the real keys once landed in `k8s/secret.yaml`, ready for
+`git add .`): the pods reference the Secrets by name, and `secret_commands` says how to create them
+from the environment; `write_secrets` writes them instead to a file the user names, refused inside
+DIR or inside a git working tree.
 DIR/monitoring/ holds the PodMonitor (scraping the pods' metrics port, with no key), PrometheusRule
 and dashboard ConfigMap (monitoring.py), with their own kustomization: they need the Prometheus
 operator's CRDs, which not every cluster has.
@@ -13,6 +18,7 @@ operator's CRDs, which not every cluster has.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -119,13 +125,14 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             *("--host", "0.0.0.0", "--port", str(CONTAINER_PORT), "--follow"),
         ]
         container["envFrom"] = [{"secretRef": {"name": registry_secret_name(spec), "optional": True}}]
-    replicas = spec.scale.replicas if spec.scale.replicas is not None else spec.scale.min_replicas
+    # With an autoscaler the count is its own: a `replicas` here would reset it on every apply.
+    replicas = {} if spec.scale.autoscale is not None else {"replicas": spec.scale.min_replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": spec.name, "labels": labels(spec)},
         "spec": {
-            "replicas": replicas,
+            **replicas,
             "selector": {"matchLabels": labels(spec)},
             # Never below the wanted count during a rollout: a new pod must be ready first.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -206,18 +213,67 @@ def autoscaler(spec: DeploymentSpec) -> dict[str, Any] | None:
     }
 
 
+def min_available(spec: DeploymentSpec) -> int:
+    """Pods a voluntary disruption (a node drain) must leave running: one replica is protected too.
+
+    `maxUnavailable: 1` on one replica let a drain take the only pod down (issue 22). With a budget of
+    at least one, a drain of a single replica waits until a second is up (`kubectl scale`, or the
+    autoscaler); from three replicas up, one may go at a time.
+    """
+    return max(1, spec.scale.min_replicas - 1)
+
+
 def disruption_budget(spec: DeploymentSpec) -> dict[str, Any]:
-    # maxUnavailable (not minAvailable: 1) so a one-replica service never blocks a node drain.
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": spec.name, "labels": labels(spec)},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(spec)}},
+        "spec": {
+            "minAvailable": min_available(spec),
+            # A pod that is not ready protects no traffic: it never holds a drain up.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": labels(spec)},
+        },
+    }
+
+
+def keys_secret(spec: DeploymentSpec, keys: str) -> dict[str, Any]:
+    """The keys Secret, for `write_secrets` only: never part of the manifests folder."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(spec),
+            "labels": labels(spec),
+            "annotations": {"diabetes-scoring/keys": "from DIABETES_API_KEYS"},
+        },
+        "type": "Opaque",
+        "stringData": {SECRET_KEY: keys},
     }
 
 
 def registry_secret_name(spec: DeploymentSpec) -> str:
     return f"{spec.name}-registry"
+
+
+def registry_credentials() -> dict[str, str]:
+    """MLflow's own credential variables set in this environment."""
+    return {name: os.environ[name] for name in REGISTRY_CREDENTIALS if os.environ.get(name)}
+
+
+def registry_secret(spec: DeploymentSpec, values: dict[str, str]) -> dict[str, Any]:
+    """MLflow's credentials for a following pod, for `write_secrets` only (the pod's envFrom is optional)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": registry_secret_name(spec),
+            "labels": labels(spec),
+            "annotations": {"diabetes-scoring/registry": "from MLflow's credential variables"},
+        },
+        "type": "Opaque",
+        "stringData": values,
+    }
 
 
 def secret_commands(spec: DeploymentSpec) -> list[str]:
@@ -237,12 +293,51 @@ def secret_commands(spec: DeploymentSpec) -> list[str]:
     return commands
 
 
+def _inside_git_tree(path: Path) -> Path | None:
+    for folder in path.parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def write_secrets(spec: DeploymentSpec, path: Path, out: Path, keys: str | None) -> Path:
+    """The Secrets (keys, and the registry's for a following pod) as one file at `path`, private to
+    its owner; refused inside the manifests folder or a git working tree, where it would be committed."""
+    import yaml
+
+    target = path.expanduser().resolve()
+    if target.is_relative_to(out.expanduser().resolve()):
+        raise DeployError(f"--secret-out {path}: inside --out {out}, beside the manifests: name a path outside it")
+    tree = _inside_git_tree(target)
+    if tree is not None:
+        raise DeployError(f"--secret-out {path}: inside the git working tree {tree}: name a path outside it")
+    docs = []
+    if spec.auth.enabled:
+        if not keys:
+            raise DeployError(f"--secret-out needs the keys: set {KEYS_ENV}='primary,secondary'")
+        docs.append(keys_secret(spec, keys))
+    if spec.model.follow and registry_credentials():
+        docs.append(registry_secret(spec, registry_credentials()))
+    if not docs:
+        raise DeployError("--secret-out: this spec needs no Secret (auth is off and nothing to follow)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(HEADER + yaml.safe_dump_all(docs, sort_keys=False))
+        tmp.replace(target)
+    except OSError as exc:
+        raise DeployError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return target
+
+
 def manifests(
     spec: DeploymentSpec, image: str, *, service_type: str = "ClusterIP", kserve: bool = False
 ) -> dict[str, dict[str, Any]]:
     """File name -> manifest, in the order kustomize lists them; `kserve`: an InferenceService
     (KServe makes the Deployment, Service and autoscaler) instead of our own. The Secrets they name
-    are created apart (`secret_commands`): no manifest holds a key or a credential."""
+    are created apart (`secret_commands`, `write_secrets`): no manifest holds a key or a credential."""
     if spec.model.follow and not spec.model.tracking_uri:
         raise DeployError("model.follow in a pod needs model.tracking_uri: the MLflow tracking server to follow")
     files: dict[str, dict[str, Any] | None] = {}
@@ -282,7 +377,9 @@ def write(
     service_type: str = "ClusterIP",
     kserve: bool = False,
 ) -> list[Path]:
-    """Write the manifests into `out`; everything is rendered before the first file is written."""
+    """Write the manifests into `out`; everything is rendered before the first file is written.
+
+    A `secret.yaml` or `registry-secret.yaml` an earlier version left in `out` is removed."""
     import yaml
 
     rendered = {}
@@ -297,7 +394,9 @@ def write(
         for name, text in rendered.items():
             path = out / name
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
             tmp.replace(path)
             written.append(path)
     except OSError as exc:

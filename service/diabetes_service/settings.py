@@ -94,7 +94,11 @@ class ServiceSettings(BaseModel):
     gather_requests: bool = Field(
         default=True, description="score concurrent requests in one estimator call where that is cheaper (runner.py)"
     )
-    access_log: bool = True
+    access_log: bool | None = Field(
+        default=None,
+        description="one JSON line per request on standard output; left out: on unless standard output is "
+        "a terminal (off for `make run` in a shell, on in containers and under a process manager)",
+    )
     graceful_timeout_seconds: float = Field(default=30.0, ge=0)
     allow_pickle: bool = Field(default=False, description="load pickle-based artifacts (they run code when loaded)")
     model_sha256: str | None = Field(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 
 import pytest
 
 from tests.client.conftest import PRIMARY
 from tests.conftest import FEATURES
-from tests.support.processes import DIABETES, free_port
+from tests.support.processes import DIABETES, REPO, free_port
+from tests.support.service import ServiceProcess
 
 
 def diabetes_score(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
@@ -83,7 +85,8 @@ def test_json_rows_a_json_body_and_standard_input(keyed_service, tmp_path, examp
         ("age,sex\n", "holds a header but no rows"),
         ("", "holds no rows"),
         ("[1, 2", "is not valid JSON"),
-        ('{"rows": []}', 'must hold the rows in "data"'),
+        ('{"inputs": []}', 'must hold the rows in "data" (or "rows", with "features")'),
+        ('{"features": ["age", "sex"], "rows": [[0.1]]}', 'row 1: expected a list of 2 values, one per "features"'),
     ],
 )
 def test_a_bad_file_is_one_line_and_exit_1(keyed_service, tmp_path, content, message):
@@ -112,3 +115,32 @@ def test_service_errors_are_one_line_and_exit_1(keyed_service, tmp_path, example
         assert message in done.stderr, (args, done.stderr)
         assert done.stderr.count("\n") == 1
         assert "wrong" not in done.stderr
+
+
+def test_the_projects_sample_file_is_scored_as_it_is(keyed_service, in_process_predictions):
+    sample = REPO / "loadtests" / "diabetes_loadtest" / "example_test_rows.json"
+    done = diabetes_score("--url", keyed_service.url, "--key", PRIMARY, "--method", "predict", str(sample))
+    # Its rows are the example's test rows: keyed by its "features", they score as the model does here.
+    assert printed(done) == pytest.approx(in_process_predictions, rel=1e-12)
+
+
+def test_url_defaults_to_the_local_service_make_run_starts(example_model_pkl, tmp_path, example_data):
+    if not port_is_free(8080):
+        pytest.skip("port 8080 is taken on this machine: the default URL cannot be served here")
+    svc = ServiceProcess(str(example_model_pkl), log=tmp_path / "service.log")
+    svc.port, svc.url = 8080, "http://127.0.0.1:8080"
+    path = write_csv(tmp_path / "rows.csv", example_data.x_test[:4])
+    with svc:
+        done = diabetes_score("--method", "predict", str(path))
+    assert len(printed(done)) == 4
+    assert "--url" in diabetes_score("--help").stdout
+    assert "default: http://127.0.0.1:8080" in " ".join(diabetes_score("--help").stdout.split())
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

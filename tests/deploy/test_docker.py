@@ -187,7 +187,7 @@ def test_the_specs_settings_reach_the_containers_workers(deployed: Deployed) -> 
     title = requests.get(deployed.url.removesuffix("/score") + "/swagger.json", timeout=5).json()["info"]["title"]
     assert title == NAME
     logs = docker("logs", NAME).stderr
-    settings_line = next(line for line in logs.splitlines() if line.startswith("settings: "))
+    settings_line = settings_summary(logs)
     for expected in (f"service_name={NAME}", "scoring_timeout_seconds=12.0", "max_concurrent_requests=5", "workers=1"):
         assert expected in settings_line.split(), settings_line
 
@@ -269,3 +269,11 @@ def test_a_model_mounted_at_run_time(deployed: Deployed, example_model_pkl: Path
         assert answer.json() == pytest.approx([235.112, 246.799], abs=1e-3)
     finally:
         docker("rm", "--force", name)
+
+
+def settings_summary(output: str) -> str:
+    """The start-up `settings:` summary, wrapped to the screen's width (continuation lines indented)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("settings: "))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")), len(lines))
+    return " ".join(lines[start:end])

@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
+import yaml
 
-from tests.deploy.test_kubernetes import deploy_kubernetes, load_dir
+from tests.deploy.test_kubernetes import K8S_VERSION, deploy_kubernetes, load_dir
 
 CHECK = Path(__file__).with_name("kserve_schema_check.py")
 KSERVE = "kserve>=0.15"
@@ -48,13 +50,17 @@ def check(python: str, documents: list[dict]) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("kserve-out")
-    proc = deploy_kubernetes(out, "--kserve", "--image", "registry.example.test/diabetes:1", keys="k-one,k-two")
+    secrets = tmp_path_factory.mktemp("kserve-secrets") / "keys.yaml"
+    proc = deploy_kubernetes(
+        out, "--kserve", "--image", "registry.example.test/diabetes:1", "--secret-out", str(secrets), keys="k-one,k-two"
+    )
     assert proc.returncode == 0, proc.stderr
-    return load_dir(out)
+    return {**load_dir(out), "secret-out": yaml.safe_load(secrets.read_text())}
 
 
-def test_kserve_writes_an_inference_service_and_its_runtime_naming_the_keys_secret(written: dict[str, dict]) -> None:
-    assert set(written) == {"inferenceservice.yaml", "servingruntime.yaml", "kustomization.yaml"}  # no key held
+def test_kserve_writes_an_inference_service_its_runtime_and_the_keys(written: dict[str, dict]) -> None:
+    # The keys' Secret only where --secret-out put it, never among the manifests.
+    assert set(written) == {"inferenceservice.yaml", "servingruntime.yaml", "kustomization.yaml", "secret-out"}
     isvc = written["inferenceservice.yaml"]
     assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
     predictor = isvc["spec"]["predictor"]
@@ -71,11 +77,13 @@ def test_kserve_writes_an_inference_service_and_its_runtime_naming_the_keys_secr
     assert predictor["terminationGracePeriodSeconds"] == 45
     env = {e["name"]: e for e in model["env"]}
     assert env["DIABETES_API_KEYS"]["valueFrom"]["secretKeyRef"] == {"name": "diabetes-service-keys", "key": "api-keys"}
+    assert written["secret-out"]["metadata"]["name"] == "diabetes-service-keys"
     assert env["DIABETES_GRPC_PORT"]["value"] == "8081"
     runtime = written["servingruntime.yaml"]["spec"]
     assert runtime["protocolVersions"] == ["v2", "grpc-v2"]
     assert runtime["containers"][0]["image"] == "registry.example.test/diabetes:1"
-    assert "k-one" not in json.dumps(written)
+    assert "k-one" not in json.dumps([isvc, written["servingruntime.yaml"]])
+    kubernetes_validate.validate(written["secret-out"], K8S_VERSION, strict=True)
 
 
 def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:

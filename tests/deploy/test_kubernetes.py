@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -16,6 +18,11 @@ from tests.support.processes import DIABETES, REPO
 
 K8S_VERSION = "1.30.0"  # a version AKS supports
 SPEC = REPO / "service" / "deployment.yaml"
+# The keys reach kubectl on its standard input, never on a command line (where `ps` shows them).
+KEYS_COMMAND = (
+    'printf %s "$DIABETES_API_KEYS" | kubectl create secret generic diabetes-service-keys '
+    "--from-file=api-keys=/dev/stdin"
+)
 
 
 def deploy_kubernetes(out: Path, *args: str, keys: str | None = None, spec: Path = SPEC) -> subprocess.CompletedProcess:
@@ -41,7 +48,7 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("k8s")
     proc = deploy_kubernetes(out, "--image", "diabetes-service:1")
     assert proc.returncode == 0, proc.stderr
-    assert "create the Secret" in proc.stderr
+    assert KEYS_COMMAND in proc.stderr
     return load_dir(out)
 
 
@@ -133,29 +140,84 @@ def test_service_hpa_pdb(manifests: dict[str, dict]) -> None:
     assert hpa["scaleTargetRef"]["name"] == manifests["deployment.yaml"]["metadata"]["name"]
     pdb = manifests["pdb.yaml"]["spec"]
     assert pdb["selector"]["matchLabels"] == labels
-    assert pdb["maxUnavailable"] == 1
+    # The spec autoscales from 1: the one replica is protected (a drain waits for a second one).
+    assert spec.scale.autoscale.min_replicas == 1
+    assert pdb["minAvailable"] == 1
+    assert "maxUnavailable" not in pdb
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    # The autoscaler owns the count: a `replicas` would reset it on every `kubectl apply`.
+    assert "replicas" not in manifests["deployment.yaml"]["spec"]
 
 
-def test_no_manifest_holds_a_key_the_secret_is_created_from_the_environment(tmp_path: Path) -> None:
-    stale = tmp_path / "secret.yaml"  # an earlier version wrote the keys here
-    stale.write_text("stringData: {api-keys: k-old}\n")
-    proc = deploy_kubernetes(tmp_path, keys="k-primary,k-secondary")
+def test_the_image_defaults_to_the_tag_deploy_local_builds(tmp_path: Path) -> None:
+    assert deploy_kubernetes(tmp_path).returncode == 0
+    (container,) = load_dir(tmp_path)["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "diabetes-service:local"
+    local_help = subprocess.run([DIABETES, "deploy", "local", "--help"], capture_output=True, text=True, timeout=30)
+    assert "default: NAME:local" in local_help.stdout
+
+
+def test_no_key_is_ever_written_into_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "k8s"
+    out.mkdir()
+    (out / "secret.yaml").write_text("stringData: {api-keys: old-primary}\n")  # left by an earlier version
+    proc = deploy_kubernetes(out, keys="k-primary,k-secondary")
     assert proc.returncode == 0, proc.stderr
-    assert not stale.exists()
-    written = sorted(tmp_path.rglob("*.yaml"))
-    assert written
-    for path in written:
-        text = path.read_text()
-        assert "k-primary" not in text
-        assert "k-old" not in text
-        assert "kind: Secret" not in text
+    assert not (out / "secret.yaml").exists()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert "k-primary" not in path.read_text(), path
+            assert "old-primary" not in path.read_text(), path
     assert "k-primary" not in proc.stdout + proc.stderr
-    # The command reads the keys from the environment by name, never from a command line.
-    assert proc.stderr.strip().splitlines() == [
-        f"note: before `kubectl apply -k {tmp_path}`, create the Secret: "
-        'printf %s "$DIABETES_API_KEYS" | kubectl create secret generic diabetes-service-keys '
-        "--from-file=api-keys=/dev/stdin"
-    ]
+    assert KEYS_COMMAND in proc.stderr
+    assert "secret.yaml" not in load_dir(out)["kustomization.yaml"]["resources"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_the_printed_command_makes_the_secret_the_pods_read(tmp_path: Path) -> None:
+    proc = deploy_kubernetes(tmp_path, keys="k-primary,k-secondary")
+    command = next(line.strip() for line in proc.stderr.splitlines() if "kubectl create secret" in line)
+    made = subprocess.run(
+        ["sh", "-c", command + " --dry-run=client -o yaml"],
+        env={**os.environ, "DIABETES_API_KEYS": "k-primary,k-secondary"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    secret = yaml.safe_load(made.stdout)
+    decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert decoded == {"api-keys": "k-primary,k-secondary"}  # the metrics port needs no scrape key
+    # The names the Deployment reads.
+    pod = load_dir(tmp_path)["deployment.yaml"]["spec"]["template"]["spec"]
+    ref = next(e for e in pod["containers"][0]["env"] if e["name"] == "DIABETES_API_KEYS")["valueFrom"]["secretKeyRef"]
+    assert (secret["metadata"]["name"], ref["key"]) == (ref["name"], "api-keys")
+    kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+
+
+def test_secret_out_writes_the_keys_to_a_private_file_outside_the_tree(tmp_path: Path) -> None:
+    target = tmp_path / "private" / "diabetes-keys.yaml"
+    proc = deploy_kubernetes(tmp_path / "k8s", "--secret-out", str(target), keys="k-primary,k-secondary")
+    assert proc.returncode == 0, proc.stderr
+    (secret,) = yaml.safe_load_all(target.read_text())
+    assert secret["stringData"] == {"api-keys": "k-primary,k-secondary"}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    kubernetes_validate.validate(secret, K8S_VERSION, strict=True)
+    assert f"kubectl apply -f {target}" in proc.stderr
+    assert not (tmp_path / "k8s" / "secret.yaml").exists()
+
+
+@pytest.mark.parametrize("where", ["inside --out", "inside the git working tree"])
+def test_secret_out_refuses_a_path_that_would_be_committed(tmp_path: Path, where: str) -> None:
+    out = tmp_path / "k8s"
+    target = out / "keys.yaml" if where == "inside --out" else REPO / "build" / "keys-test.yaml"
+    proc = deploy_kubernetes(out, "--secret-out", str(target), keys="k-primary,k-secondary")
+    assert proc.returncode == 1
+    assert where in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert not target.exists()
+    assert not out.exists()  # refused before anything is written
 
 
 def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:
@@ -170,9 +232,11 @@ def test_fixed_replicas_and_no_auth(tmp_path: Path) -> None:
     proc = deploy_kubernetes(out, spec=spec)
     assert proc.returncode == 0, proc.stderr
     docs = load_dir(out)
-    # The stale HPA and Secret of the previous spec are gone.
+    # The stale HPA of the previous spec is gone; no Secret to create with auth off.
     assert set(docs) == {"deployment.yaml", "service.yaml", "pdb.yaml", "kustomization.yaml"}
+    assert "kubectl create secret" not in proc.stderr
     assert docs["deployment.yaml"]["spec"]["replicas"] == 2
+    assert docs["pdb.yaml"]["spec"]["minAvailable"] == 1
     env = docs["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert all(e["name"] != "DIABETES_API_KEYS" for e in env)
     for name, doc in docs.items():

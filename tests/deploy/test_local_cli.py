@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
-from tests.support.processes import DIABETES, REPO
+import pytest
+
+from diabetes_deploy.docker import START_ENGINE
+from tests.support.processes import DIABETES, REPO, free_port
 
 SPEC = REPO / "service" / "deployment.yaml"
 
@@ -46,10 +51,12 @@ def test_missing_spec(tmp_path: Path) -> None:
     assert proc.stderr.strip() == f"diabetes deploy: {tmp_path / 'none.yaml'}: no such file"
 
 
+@pytest.mark.docker  # the daemon is asked first: only with one does the model come next
 def test_unknown_local_model_is_refused_before_building(tmp_path: Path) -> None:
     proc = deploy_local(
-        "--spec", str(SPEC), "--model-uri", str(tmp_path / "nowhere"), "--no-wheels", env={"DIABETES_API_KEYS": "a,b"}
-    )
+        "--spec", str(SPEC), "--model-uri", str(tmp_path / "nowhere"), "--no-wheels", "--port", str(free_port()),
+        "--grpc-port", "0", env={"DIABETES_API_KEYS": "a,b"},
+    )  # fmt: skip
     assert proc.returncode == 1
     assert "no such file or folder, and not a models:/ or runs:/ URI" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -84,3 +91,42 @@ def test_deploy_local_refuses_a_bad_grpc_port() -> None:
     proc = deploy_local("--spec", str(SPEC), "--grpc-port", "70000", env={"DIABETES_API_KEYS": "a,b"})
     assert proc.returncode != 0
     assert "--grpc-port 70000: must be 0-65535" in proc.stderr
+
+
+def no_daemon(tmp_path: Path) -> dict[str, str]:
+    """The environment of a machine whose Docker daemon is not running: its socket answers nothing."""
+    return {"DIABETES_API_KEYS": "a,b", "DOCKER_HOST": f"unix://{tmp_path / 'docker.sock'}"}
+
+
+def test_no_daemon_is_said_first_with_the_command_that_starts_one(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = deploy_local("--spec", str(SPEC), "--port", str(free_port()), "--grpc-port", "0", env=no_daemon(tmp_path))
+    assert time.monotonic() - started < 30  # no model resolved, no wheels downloaded (12 s before)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("diabetes deploy: no Docker daemon answers (")
+    assert proc.stderr.strip().endswith(f"start one with `{START_ENGINE}` (README)")
+    assert proc.stderr.count("\n") == 1
+    assert START_ENGINE in (REPO / "README.md").read_text()  # the command it names is the README's
+
+
+def test_down_fails_when_it_cannot_reach_the_daemon(tmp_path: Path) -> None:
+    proc = deploy_local("--spec", str(SPEC), "--down", env=no_daemon(tmp_path))
+    assert proc.returncode == 1
+    assert "no Docker daemon answers" in proc.stderr
+    assert "no container named" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--port", "--grpc-port"])
+def test_a_taken_host_port_is_a_clear_error_before_the_build(tmp_path: Path, flag: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        ports = {"--port": str(free_port()), "--grpc-port": str(free_port()), flag: str(taken)}
+        args = [arg for pair in ports.items() for arg in pair]
+        proc = deploy_local("--spec", str(SPEC), *args, env=no_daemon(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"diabetes deploy: port {taken} on 127.0.0.1 is taken (is `make run` still serving there? Ctrl+C stops "
+        f"it); stop what listens there, or choose another host port with {flag}"
+    )

@@ -182,7 +182,8 @@ def test_every_expression_names_metrics_a_real_service_exports(service, damaged_
 
 
 def test_kubernetes_output_has_the_monitoring_manifests(tmp_path: Path) -> None:
-    proc = deploy_kubernetes(tmp_path, keys="k-primary,k-secondary")
+    secrets = tmp_path.parent / f"{tmp_path.name}-keys.yaml"
+    proc = deploy_kubernetes(tmp_path, "--secret-out", str(secrets), keys="k-primary,k-secondary")
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "monitoring"
     docs = {p.name: yaml.safe_load(p.read_text()) for p in folder.glob("*.yaml")}
@@ -207,6 +208,9 @@ def test_kubernetes_output_has_the_monitoring_manifests(tmp_path: Path) -> None:
         assert "k-primary" not in text
         assert "diabetes-service-keys" not in text
         assert "authorization" not in text.lower()
+    secret = yaml.safe_load(secrets.read_text())
+    assert secret["metadata"]["name"] == "diabetes-service-keys"
+    assert "scrape-key" not in secret["stringData"]  # the metrics port needs no key
     rule = docs["prometheusrule.yaml"]
     assert rule["kind"] == "PrometheusRule"
     exprs = [r["expr"] for r in rule["spec"]["groups"][0]["rules"]]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
 
-from diabetes_loadtest.checks import check_predict, check_predict_proba, check_rejected
+from diabetes_loadtest.checks import WRONG_ANSWER, check_predict, check_predict_proba, check_rejected, failure_text
+from diabetes_loadtest.slo import check_answers
 
 
 def test_a_right_predict_answer_passes():
@@ -61,3 +63,38 @@ def test_a_refusal_passes_only_as_a_4xx_with_a_message():
     assert check_rejected(400, '{"detail": "x"}', None, None) == 'error answer has no "message"'
     leaky = json.dumps({"message": "wrong key secret-key-1"})
     assert check_rejected(401, leaky, 401, "secret-key-1") == "error answer echoes the API key"
+
+
+@pytest.mark.parametrize("status", [0, 408, 429, 503, 504])
+def test_a_service_shedding_load_is_a_failure_but_not_a_wrong_answer(status):
+    assert failure_text(status, f"expected 200, got {status}") == f"expected 200, got {status}"
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 422, 500])
+def test_any_other_failed_check_is_a_wrong_answer(status):
+    assert failure_text(status, "expected a 4xx, got 200") == WRONG_ANSWER + "expected a 4xx, got 200"
+
+
+def _failures_csv(path, *rows):
+    """A `<prefix>_failures.csv` as Locust writes it (csv-quoted: errors hold commas)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Method", "Name", "Error", "Occurrences"])
+        writer.writerows(("POST", *row) for row in rows)
+    return path
+
+
+def test_the_gate_counts_wrong_answers_from_locusts_failures_file(tmp_path):
+    shed = ("/score predict x1", "CatchResponseError('expected 200, got 503')", 40)
+    failures = _failures_csv(
+        tmp_path / "locust_failures.csv",
+        shed,
+        ("/score [invalid] missing key", "CatchResponseError('wrong answer: expected a 4xx, got 200')", 7),
+        ("/score [invalid] wrong key", "CatchResponseError('wrong answer: expected a 4xx, got 200')", 5),
+    )
+    verdict = check_answers(failures)
+    assert verdict.wrong == 12
+    assert not verdict.passed
+    assert verdict.commonest == "/score [invalid] missing key: expected a 4xx, got 200"
+    assert verdict.line().endswith(": FAIL")
+    assert check_answers(_failures_csv(tmp_path / "shed_only.csv", shed)).passed

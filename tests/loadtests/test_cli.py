@@ -8,6 +8,7 @@ import pytest
 
 from tests.loadtests.conftest import PRIMARY
 from tests.loadtests.helpers import diabetes_loadtest, slo_file, stats_rows
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,13 @@ def test_a_run_within_its_slos_writes_the_reports_and_passes_the_gate(classifier
     ]  # fmt: skip
     assert all(line.endswith(": PASS") for line in slo_lines)
     assert "measured 0: PASS" in slo_lines[2]
+    assert "checks: target 0 wrong answers, measured 0: PASS" in lines
+    assert lines[-1] == "loadtest: all 4 SLOs met, no wrong answer"
+    # Before the load: what the service said about keys; during it: progress, counts once flushed.
+    assert lines[0] == "keys: the service checks API keys; the given key is accepted"
+    progress = [line for line in lines if line.startswith("loadtest: ") and " s of 10 s" in line]
+    assert len(progress) >= 1, result.stdout
+    assert any(" requests, " in line for line in progress), result.stdout
     assert PRIMARY not in result.stdout + result.stderr + (out / "locust.log").read_text()
 
 
@@ -117,14 +125,74 @@ def test_the_saturation_finder_steps_up_and_prints_the_highest_rate_held(regress
 
 
 def test_the_saturation_finder_stops_at_the_first_step_that_breaks_the_slo(regressor_service, tmp_path):
-    # Every answer is a 401 with the wrong key: fast, and all failures, so no step holds the SLO.
+    # predict_proba forced on the regressor: a quarter of the answers are 4xx, so no step holds the SLO.
     slos = slo_file(tmp_path / "slo.yaml", p95_ms=2000, failure_ratio=0.01)
     result = diabetes_loadtest(
-        "--host", regressor_service.url, "--key", "not-the-key", "--find-saturation", "--step-time", "3s",
-        "--max-users", "20", "--slo", str(slos), "--output-dir", str(tmp_path / "out"), "--proba", "off",
+        "--host", regressor_service.url, "--key", PRIMARY, "--find-saturation", "--step-time", "3s",
+        "--max-users", "20", "--slo", str(slos), "--output-dir", str(tmp_path / "out"), "--proba", "on",
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert len([line for line in result.stdout.splitlines() if line.startswith("step: ")]) == 1
     assert "saturation: no step held p95 <= 2000 ms" in result.stdout
     assert result.stderr.strip() == "diabetes loadtest: no step held p95 <= 2000 ms"
+
+
+def test_wrong_answers_fail_the_gate_whatever_the_failure_ratio(regressor_service, tmp_path):
+    # predict_proba forced on the regressor: every such answer is a 4xx where a list was due. The
+    # SLOs allow any failure ratio; the checks still fail the run.
+    slos = slo_file(tmp_path / "slo.yaml", p95_ms=2000, failure_ratio=1)
+    result = diabetes_loadtest(
+        "--host", regressor_service.url, "--key", PRIMARY, "--users", "2", "--spawn-rate", "2",
+        "--run-time", "5s", "--proba", "on", "--slo", str(slos), "--output-dir", str(tmp_path / "out"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert all(line.endswith("PASS") for line in lines if line.startswith("SLO "))
+    checks = next(line for line in lines if line.startswith("checks: "))
+    assert checks.endswith(": FAIL")
+    assert "/score predict_proba" in checks
+    assert "expected 200, got 4" in checks
+    assert result.stderr.startswith("diabetes loadtest: ")
+    assert "wrong answers (/score predict_proba" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (None, "requires an API key (it answered 401 without one): pass --key or set DIABETES_API_KEY"),
+        ("not-the-key", "refused the given key: check --key or DIABETES_API_KEY"),
+    ],
+)
+def test_a_key_that_cannot_match_the_service_stops_before_the_load(regressor_service, tmp_path, key, message):
+    args = ("--key", key) if key else ()
+    result = diabetes_loadtest(
+        "--host", regressor_service.url, *args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert "not-the-key" not in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_a_key_given_to_a_service_without_keys_stops_before_the_load(service, example_model_pkl, tmp_path):
+    with service(str(example_model_pkl)) as svc:
+        result = diabetes_loadtest(
+            "--host", svc.url, "--key", "some-key", "--output-dir", str(tmp_path / "out"), cwd=tmp_path
+        )
+    assert result.returncode == 1
+    assert "checks no API key, but a key was given" in result.stderr
+    assert "Leave out --key and DIABETES_API_KEY" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_host_that_does_not_answer_stops_before_the_load(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = diabetes_loadtest("--host", url, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"no answer from {url}/score" in result.stderr
+    assert "is the service running?" in result.stderr
+    assert not (tmp_path / "out").exists()

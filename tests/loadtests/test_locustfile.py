@@ -102,4 +102,7 @@ def test_answers_that_break_the_contract_are_failures_and_the_exit_status_says_s
     failures_csv = (tmp_path / "run_failures.csv").read_text()
     errors = {row["Name"]: row["Error"] for row in csv.DictReader(io.StringIO(failures_csv))}
     assert "expected a 4xx, got 200" in errors["/score [invalid] missing key"]
+    assert "wrong answer: " in errors["/score [invalid] missing key"]
+    # The start said why: the service checks no key, and one was given.
+    assert "checks no API key, but a key was given" in result.stderr
     assert "a-key-the-service-does-not-check" not in failures_csv + result.stderr

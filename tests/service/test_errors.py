@@ -51,6 +51,7 @@ CASES = [
     ("unknown field", json.dumps({"data": [row()], "methd": "predict"}), 422, "methd", "unknown field"),
     ("unknown feature", json.dumps({"data": [{"agee": 1}]}), 422, "data[0]", "unknown feature"),
     ("too many rows", json.dumps({"data": [row()] * 51}), 413, "data", "limit of 50 rows"),
+    ("rows, not data", json.dumps({"rows": [row()]}), 422, "data", 'is required; did you mean "data"?'),
 ]
 
 
@@ -109,6 +110,9 @@ def test_out_of_range_values_never_answer_a_silent_null(svc):
 
 def test_unknown_route_and_wrong_verb(svc):
     assert requests.get(svc.url + "/nope", timeout=5).status_code == 404
+    guessed = requests.post(svc.url + "/predict", json={"data": [row()]}, timeout=5)
+    assert guessed.status_code == 404
+    assert guessed.json()["message"] == "no route /predict: scoring is POST /score, every route is listed at /docs"
     wrong_verb = requests.get(svc.url + "/score", timeout=5)
     assert wrong_verb.status_code == 405
     assert wrong_verb.headers["allow"] == "POST"

@@ -42,6 +42,19 @@ def test_missing_or_wrong_key_is_401_without_echo(keyed, example_data, authoriza
     assert SECONDARY not in answer.text
 
 
+@pytest.mark.parametrize("authorization", [PRIMARY, f"Basic {PRIMARY}", "wrong-key"])
+def test_a_key_without_the_bearer_scheme_gets_a_hint(keyed, example_data, authorization):
+    answer = score(keyed, example_data, authorization)
+    assert answer.status_code == 401
+    assert answer.json()["message"] == (
+        "invalid API key: did you mean 'Authorization: Bearer <key>'? (the Bearer scheme is missing)"
+    )
+
+
+def test_a_wrong_bearer_key_gets_no_hint(keyed, example_data):
+    assert score(keyed, example_data, "Bearer wrong").json()["message"] == "invalid API key"
+
+
 def test_probes_and_api_description_are_open(keyed):
     for path in ("/", "/health/ready", "/swagger.json", "/docs", "/docs/swagger-ui-bundle.js"):
         assert requests.get(keyed.url + path, timeout=5).status_code == 200, path

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from diabetes_deploy.docker import run_args
 from diabetes_deploy.spec import SpecError, load_spec, parse_spec, serving_environment
 from diabetes_service.settings import ServiceSettings
+from tests.service.test_settings_flow import settings_summary
 from tests.support.processes import DIABETES, REPO, free_port
 
 SPEC = REPO / "service" / "deployment.yaml"
@@ -73,9 +74,9 @@ def test_no_auth_serves_on_every_interface(service, example_model_pkl: Path, exa
     answer = requests.post(svc.url + "/score", json={"data": example_data.x_test[:2]}, timeout=10)
     assert answer.status_code == 200
     assert len(answer.json()) == 2
-    settings_line = next(line for line in svc.output().splitlines() if line.startswith("settings: "))
-    assert "host=0.0.0.0" in settings_line.split()
-    assert "no_auth=True" in settings_line.split()
+    summary = settings_summary(svc.output()).split()
+    assert "host=0.0.0.0" in summary
+    assert "no_auth=True" in summary
 
 
 def spec_with(auth: str) -> dict:

@@ -57,7 +57,7 @@ def test_the_specs_settings_reach_every_worker(service, slow_models, repo_on_pat
     for thread in threads:
         thread.join(timeout=10)
     assert sorted(answers) == [408, 408, 503], answers
-    settings_line = next(line for line in svc.output().splitlines() if line.startswith("settings: "))
+    settings_line = settings_summary(svc.output())
     for expected in (
         "service_name=my-named-svc",
         "scoring_timeout_seconds=0.4",
@@ -85,3 +85,11 @@ def test_the_specs_model_and_cpu_limit_decide_when_no_flag_does(embedded_store, 
         assert [round(v, 3) for v in answer.json()] == [235.112, 246.799]
     finally:
         stop(proc)
+
+
+def settings_summary(output: str) -> str:
+    """The start-up `settings:` summary, wrapped to the screen's width (continuation lines indented)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("settings: "))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")), len(lines))
+    return " ".join(lines[start:end])

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+import re
 import select
 import socket
+import time
 
 from diabetes_service.observability.accesslog import AccessLog
 from diabetes_service.observability.metrics import Metrics
@@ -58,6 +61,22 @@ def test_access_log_flush_writes_what_is_pending_and_disabled_writes_nothing(tmp
     lines = [json.loads(line) for line in path.read_bytes().splitlines()]
     assert [line["request_id"] for line in lines] == ["last"]
     assert lines[0]["latency_ms"] == 1.234
+    # ISO 8601 in UTC, to the millisecond, and the time of the write.
+    stamp = datetime.datetime.fromisoformat(lines[0]["ts"].replace("Z", "+00:00"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[0]["ts"])
+    assert abs(stamp.timestamp() - time.time()) < 60
+
+
+def test_access_log_timestamps_are_iso_utc_across_second_boundaries():
+    log = AccessLog(True, fd=-1)
+    for now, text in [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1796679535.3905, "2026-12-07T21:38:55.390Z"),
+        (1796679535.9999, "2026-12-07T21:38:55.999Z"),
+        (1796679536.25, "2026-12-07T21:38:56.250Z"),
+        (1796679535.5, "2026-12-07T21:38:55.500Z"),  # a clock stepping back gets its own second
+    ]:
+        assert log._timestamp(now) == text
 
 
 def test_metrics_add_up_every_workers_snapshot_dead_ones_included(tmp_path):

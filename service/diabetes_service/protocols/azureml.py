@@ -69,6 +69,14 @@ def parse_typed_score_body(body: bytes) -> TypedScoreRequest | AzureV2Request:
             raise not_v2 from not_v1
 
 
+def _with_hint(error: HTTPError, body: bytes) -> HTTPError:
+    """A body that holds its rows under "rows" (as the project's example_test_rows.json does) is
+    told where they go, rather than only that `data` is missing. Error path only: no hot-path cost."""
+    if error.field == "data" and error.message == "data: is required" and b'"rows"' in body:
+        return HTTPError(error.status, 'data: is required; did you mean "data"? (the body has "rows")', field="data")
+    return error
+
+
 class AzureMLProtocol(Protocol):
     name = "azureml"
     error_model = ErrorBody
@@ -125,7 +133,7 @@ class AzureMLProtocol(Protocol):
         try:
             parsed = self.parse_typed(request.body) if core.typed else self.parse(request.body)
         except ValidationError as exc:
-            raise http_error(exc) from None
+            raise _with_hint(http_error(exc), request.body) from None
         if isinstance(parsed, AzureV2Request):
             # Azure's MLflow scoring script calls the model's pyfunc: its method unless `params` names one.
             method = core.choose_method((parsed.params and parsed.params.method) or core.pyfunc_method)

@@ -40,7 +40,7 @@ from diabetes_service.errors import EXIT_MODEL_LOAD_FAILED, ModelLoadError
 from diabetes_service.model.resolution import local_model, needs_mlflow
 from diabetes_service.observability.metrics import Metrics
 from diabetes_service.settings import ServiceSettings
-from diabetes_service.supervisor import adoption, process_env
+from diabetes_service.supervisor import adoption, console, process_env
 from diabetes_service.supervisor.cgroup import cpu_limit
 from diabetes_service.supervisor.follow import ModelFollower
 from diabetes_service.supervisor.listeners import Listeners
@@ -76,6 +76,7 @@ class Supervisor:
         self.failure: str | None = None  # why the service could not serve; raised once all is stopped
         self.stop_deadline: float | None = None
         self.exit_status = 0
+        self.said_ready = False  # the "where to go next" lines are printed once, when first ready
         self._wakeup_r, self._wakeup_w = os.pipe()
         # Slots whose worker ended, whose socket the live workers accept from until the slot's new
         # worker serves it: slot -> the pids of its adopters.
@@ -284,6 +285,21 @@ class Supervisor:
                 len(self.slots),
             )
 
+    def _say_ready(self) -> None:
+        """Once every worker is warm the first time: the API page, one curl, how to stop."""
+        if self.said_ready or self.model.current is None or not self.board.all_warm():
+            return
+        self.said_ready = True
+        settings = self.settings
+        for line in console.next_steps(
+            settings.host,
+            settings.port,
+            self.model.current.features,
+            keys=settings.auth_enabled,
+            grpc_port=settings.grpc_port,
+        ):
+            log.info("%s", line)
+
     def run(self) -> int:
         """Until every worker has stopped; raises ModelLoadError when the model could not be served."""
         self._watch_signals()
@@ -319,6 +335,7 @@ class Supervisor:
                         self._kill_all()
                     continue
                 self._follow(now)
+                self._say_ready()
                 self._restart_due(now)
                 self._check_heartbeats(now)
         finally:
@@ -330,6 +347,13 @@ class Supervisor:
         if self.failure is not None:
             raise ModelLoadError(self.failure)
         return self.exit_status
+
+
+def _terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def heartbeat_limit(settings: ServiceSettings) -> float:
@@ -374,9 +398,12 @@ def serve(settings: ServiceSettings) -> int:
                     "metrics_port": metrics_listener.port if metrics_listener else 0,
                     "prepared_file": str(workdir / "prepared.json"),
                     "metrics_dir": str(workdir / "metrics"),
+                    # Left unset: quiet on a person's terminal, on where a collector reads stdout.
+                    "access_log": settings.access_log if settings.access_log is not None else not _terminal(),
                 }
             )
-            log.info("settings: %s", runtime.describe())
+            for line in console.wrapped("settings: ", runtime.describe()):
+                log.info("%s", line)
             if runtime.rate_limit:  # its buckets in shared memory, created before the fork: one per replica
                 from diabetes_service.transport.rate_limit import for_settings
 

@@ -196,7 +196,8 @@ class ScoringApp:
                 f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}",
                 headers=[(b"allow", ", ".join(allowed).encode())],
             )
-        return HTTPError(404, f"no route {request.path}")
+        # A caller who guessed a path (POST /predict) learns where scoring and the route list are.
+        return HTTPError(404, f"no route {request.path}: scoring is POST /score, every route is listed at /docs")
 
     async def _readiness(self, request: Request) -> Response:
         if self.state.ready:

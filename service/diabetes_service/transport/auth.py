@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from diabetes_service.protocols.http import HTTPError
 
 UNAUTHORIZED_HEADERS = [(b"www-authenticate", b'Bearer realm="diabetes-service"')]
+# `Authorization: <key>` (the scheme left out) is the commonest mistake: say so.
+_NO_BEARER = "invalid API key: did you mean 'Authorization: Bearer <key>'? (the Bearer scheme is missing)"
 
 
 class KeyChecker:
@@ -32,5 +34,7 @@ class KeyChecker:
             if hmac.compare_digest(presented.strip(), key):
                 matched = index
         if scheme.lower() != b"bearer" or matched is None:
-            raise HTTPError(401, "invalid API key", headers=UNAUTHORIZED_HEADERS)
+            # The hint depends on the header's form only, never on whether the key would have matched.
+            message = "invalid API key" if scheme.lower() == b"bearer" else _NO_BEARER
+            raise HTTPError(401, message, headers=UNAUTHORIZED_HEADERS)
         return matched
