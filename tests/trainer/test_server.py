@@ -82,7 +82,12 @@ def test_the_services_alias_lookup_without_mlflow_agrees_with_the_server(
     server: MlflowServer, trained: tuple[Path, dict, dict]
 ) -> None:
     """`diabetes serve` asks a tracking server for an alias over its REST API, not MLflow's client."""
-    from diabetes_service.model.registry import alias_version
+    from diabetes_store.registry import quick_lookup
+    from diabetes_store.uris import parse_registered
+
+    def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+        found = quick_lookup(tracking_uri, parse_registered(f"models:/{name}@{alias}"))
+        return None if found is None else found.version
 
     assert alias_version(server.uri, "diabetes_model", "champion") == "1"
     with store(server.uri) as client:
