@@ -93,6 +93,39 @@ def test_a_tracking_server_whose_model_is_registered_again_serves_its_new_versio
         assert not np.allclose(new, old)
 
 
+def test_following_an_alias_tells_versions_apart_by_content_not_number(tmp_path, monkeypatch):
+    """--follow skips what it has: by content, so version 1 of a store created again is new to it.
+    Each check is the preparation child a follower starts, for real."""
+    from diabetes_service.model.resolution import Unchanged, preparation_command, preparation_outcome
+    from diabetes_service.model.trust import TrustPolicy
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DIABETES_MODEL_CACHE", str(tmp_path / "cache"))
+    tracking_uri = f"sqlite:///{home / 'mlruns.db'}"
+    alias = "models:/diabetes_model@champion"
+
+    def prepare(*skip: str):
+        cmd, env = preparation_command(alias, tracking_uri, tmp_path / "compiled", TrustPolicy(), skip=skip)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+        return preparation_outcome(alias, done.returncode, done.stdout, done.stderr)
+
+    run_train(home)
+    served = prepare()
+    assert served.version == "1"
+    assert served.content
+    with pytest.raises(Unchanged):  # what the follower has: nothing to prepare
+        prepare(served.content)
+
+    (home / "mlruns.db").unlink()
+    shutil.rmtree(home / "mlartifacts")
+    run_train(home, "--alpha", "1.0")
+    new = prepare(served.content)
+    assert new.version == "1"
+    assert new.content != served.content
+    assert new.path != served.path
+
+
 def test_a_failed_preparation_shows_its_whole_message_on_one_line(tmp_path, example_data):
     """The issue's case: a Ridge whose input example holds a NaN fails its warm-up predict, and
     scikit-learn's message spans several lines; every word of it reaches the user."""

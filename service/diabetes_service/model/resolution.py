@@ -32,6 +32,7 @@ from diabetes_service.errors import ModelLoadError
 from diabetes_service.model import prepared
 from diabetes_service.model.trust import TrustPolicy, admits
 from diabetes_store.errors import StoreError, Unsupported
+from diabetes_store.identity import VersionIdentity
 from diabetes_store.uris import in_store, parse_registered
 
 log = logging.getLogger("diabetes_service.model")
@@ -48,6 +49,9 @@ class ResolvedModel:
     generation: int = 0  # bumped by the supervisor each time it announces a new version (follow.py)
     from_cache: bool = False  # the prepared form came from the cache: nothing was loaded
     provisional: bool = False  # read from the artifact's arrays, not yet verified (model/provisional.py)
+    # A registered version's content (diabetes_store.identity digest): what --follow compares, since a
+    # version number may be given again to another model.
+    content: str | None = None
 
 
 def needs_mlflow(uri: str) -> bool:
@@ -153,7 +157,8 @@ def locate(uri: str, tracking_uri: str | None) -> tuple[ResolvedModel | None, st
     folder = version_folder(tracking, identity)
     if not folder.is_dir():
         return None, ref.at(identity.version)
-    return ResolvedModel(str(folder), ref.name, identity.version), ref.at(identity.version)
+    located = ResolvedModel(str(folder), ref.name, identity.version, content=identity.digest(tracking))
+    return located, ref.at(identity.version)
 
 
 def preparation_command(
@@ -203,6 +208,7 @@ def preparation_outcome(uri: str, returncode: int, stdout: str, stderr: str) -> 
             message = lines[-1] if lines else f"resolving {uri} failed"
         error = ModelLoadError(message)
         error.version = printed.get("failed_version")
+        error.content = printed.get("failed_content")
         raise error
     if "unchanged" in printed:
         raise Unchanged(printed["unchanged"])
@@ -244,7 +250,6 @@ def resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str] = frozens
 
 def _resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str]) -> ResolvedModel:
     from diabetes_store.cache import install, uri_folder, version_folder
-    from diabetes_store.identity import VersionIdentity
     from diabetes_store.registry_rest import RegistryClient, applies
 
     ref = parse_registered(uri)
@@ -253,15 +258,14 @@ def _resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str]) -> Reso
     if ref is not None and applies(tracking_uri):
         server = RegistryClient(tracking_uri)
         identity = server.find_version(ref)
-        if identity.version in skip:
-            raise Unchanged(identity.version)
+        _skip_unchanged(identity, tracking_uri, skip)
         target = version_folder(tracking_uri, identity)
         try:
             if not target.is_dir():
                 install(target, lambda staging: server.download(identity, staging))
         except Unsupported:
             _download(ref.at(identity.version), target)
-        return ResolvedModel(str(target), ref.name, identity.version)
+        return ResolvedModel(str(target), ref.name, identity.version, content=identity.digest(tracking_uri))
     import mlflow
     from mlflow import MlflowClient
 
@@ -287,10 +291,17 @@ def _resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str]) -> Reso
             "creation_timestamp": found.creation_timestamp,
         }
     )
-    if identity.version in skip:
-        raise Unchanged(identity.version)
+    _skip_unchanged(identity, tracking_uri, skip)
     target = version_folder(tracking_uri, identity)
-    return ResolvedModel(_download(ref.at(identity.version), target), ref.name, identity.version)
+    folder = _download(ref.at(identity.version), target)
+    return ResolvedModel(folder, ref.name, identity.version, content=identity.digest(tracking_uri))
+
+
+def _skip_unchanged(identity: VersionIdentity, tracking_uri: str, skip: frozenset[str]) -> None:
+    """Unchanged when the caller has (or refused) this content: `skip` names contents (digests), or
+    bare version numbers where the caller knows no content."""
+    if identity.digest(tracking_uri) in skip or identity.version in skip:
+        raise Unchanged(identity.version)
 
 
 class _RefuseImport:
@@ -412,18 +423,19 @@ def main(argv: list[str]) -> int:
     except ModelLoadError as exc:
         # Whole, on one line (a warm-up's ValueError from scikit-learn spans several): the user reads
         # all of it, and which version failed, so that a follower does not retry it.
-        return _fail(" ".join(str(exc).split()), None if resolved is None else resolved.version)
+        return _fail(" ".join(str(exc).split()), resolved)
     except Exception as exc:
         # Another library's words: bounded, since some carry a whole HTTP answer's body.
         message = " ".join(str(exc).split())[:400]
-        return _fail(f"cannot resolve {uri} on {tracking_uri}: {type(exc).__name__}: {message}", None)
+        return _fail(f"cannot resolve {uri} on {tracking_uri}: {type(exc).__name__}: {message}")
     print(json.dumps(resolved.__dict__))
     return 0
 
 
-def _fail(message: str, version: str | None) -> int:
+def _fail(message: str, failed: ResolvedModel | None = None) -> int:
     """Print the failure for preparation_outcome (standard output, as JSON) and a human (standard error)."""
-    print(json.dumps({"error": message, "failed_version": version}))
+    version, content = (None, None) if failed is None else (failed.version, failed.content)
+    print(json.dumps({"error": message, "failed_version": version, "failed_content": content}))
     print(message, file=sys.stderr)
     return 2
 
