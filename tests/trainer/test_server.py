@@ -94,3 +94,13 @@ def test_the_services_alias_lookup_without_mlflow_agrees_with_the_server(
         client.set_registered_model_alias("diabetes_model", "moved", "2")
     assert alias_version(server.uri, "diabetes_model", "moved") == "2"
     assert alias_version(server.uri, "diabetes_model", "no-such-alias") is None  # MLflow's child says why
+    # What keys the download: the registry's own record of the version's content.
+    _, first, second = trained
+    pinned = quick_lookup(server.uri, parse_registered("models:/diabetes_model/1"))
+    latest = quick_lookup(server.uri, parse_registered("models:/diabetes_model/latest"))
+    assert pinned is not None
+    assert latest is not None
+    assert (pinned.version, pinned.run_id) == ("1", first["run_id"])
+    assert (latest.version, latest.run_id) == ("2", second["run_id"])
+    assert pinned.created.isdigit()
+    assert pinned.digest(server.uri) != latest.digest(server.uri)
