@@ -10,3 +10,4 @@ class ModelLoadError(Exception):
     """The model cannot be served; the message is one line, fit for a log."""
 
     version: str | None = None  # the registered version that failed, when it was resolved
+    content: str | None = None  # and its content's identity (model/resolution.py ResolvedModel.content)

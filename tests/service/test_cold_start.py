@@ -165,7 +165,7 @@ def test_a_changed_signature_beside_the_same_artifact_is_prepared_again(tmp_path
     assert before.folder_name != after.folder_name
 
 
-def test_a_pinned_version_seen_before_starts_without_the_registry_but_an_alias_asks(
+def test_a_pinned_version_seen_before_starts_from_the_cache_once_the_registry_confirms_it(
     service, tmp_path, embedded_store, cache_env, example_data
 ):
     # A copy of the store's database, so that it can disappear: its artifacts stay where they are.
@@ -180,24 +180,26 @@ def test_a_pinned_version_seen_before_starts_without_the_registry_but_an_alias_a
         answers = predict(first, rows)
     assert FROM_CACHE not in first.output()
 
-    (home / "mlruns.db").rename(home / "gone.db")  # the registry is no more
-    with service(pinned, env=env) as again:
+    with service(pinned, env=env) as again:  # the registry names the same content: from the cache
         assert predict(again, rows) == answers
         assert requests.get(again.url + "/", timeout=5).headers["x-model-version"] == str(version)
     assert FROM_CACHE in again.output()
-    assert not (home / "mlruns.db").exists()  # nobody opened (and so created) the store
 
+    # The registry is no more: what version N holds cannot be confirmed, so neither a pinned version
+    # nor an alias is served from what was downloaded before.
+    (home / "mlruns.db").rename(home / "gone.db")
     alias = f"models:/{embedded_store.regressor['model_name']}@champion"
-    done = subprocess.run(
-        [DIABETES, "serve", "--model-uri", alias, "--port", "0"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode != 0  # it asked the registry, which no longer knows the alias
-    assert "cannot serve the model" in done.stderr
+    for uri in (pinned, alias):
+        done = subprocess.run(
+            [DIABETES, "serve", "--model-uri", uri, "--port", "0"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode != 0, uri
+        assert "cannot serve the model" in done.stderr, done.stderr
 
 
 def test_cache_entries_round_trip_and_a_baked_folder_is_read(tmp_path, model_copy, monkeypatch):
@@ -234,7 +236,12 @@ def test_an_alias_is_asked_on_every_start_and_follows_the_registry(
 ):
     import mlflow
 
-    from diabetes_service.model.registry import alias_version
+    from diabetes_store.registry import quick_lookup
+    from diabetes_store.uris import parse_registered
+
+    def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+        found = quick_lookup(tracking_uri, parse_registered(f"models:/{name}@{alias}"))
+        return None if found is None else found.version
 
     home = tmp_path / "home"
     home.mkdir()

@@ -82,10 +82,25 @@ def test_the_services_alias_lookup_without_mlflow_agrees_with_the_server(
     server: MlflowServer, trained: tuple[Path, dict, dict]
 ) -> None:
     """`diabetes serve` asks a tracking server for an alias over its REST API, not MLflow's client."""
-    from diabetes_service.model.registry import alias_version
+    from diabetes_store.registry import quick_lookup
+    from diabetes_store.uris import parse_registered
+
+    def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+        found = quick_lookup(tracking_uri, parse_registered(f"models:/{name}@{alias}"))
+        return None if found is None else found.version
 
     assert alias_version(server.uri, "diabetes_model", "champion") == "1"
     with store(server.uri) as client:
         client.set_registered_model_alias("diabetes_model", "moved", "2")
     assert alias_version(server.uri, "diabetes_model", "moved") == "2"
     assert alias_version(server.uri, "diabetes_model", "no-such-alias") is None  # MLflow's child says why
+    # What keys the download: the registry's own record of the version's content.
+    _, first, second = trained
+    pinned = quick_lookup(server.uri, parse_registered("models:/diabetes_model/1"))
+    latest = quick_lookup(server.uri, parse_registered("models:/diabetes_model/latest"))
+    assert pinned is not None
+    assert latest is not None
+    assert (pinned.version, pinned.run_id) == ("1", first["run_id"])
+    assert (latest.version, latest.run_id) == ("2", second["run_id"])
+    assert pinned.created.isdigit()
+    assert pinned.digest(server.uri) != latest.digest(server.uri)

@@ -1,4 +1,4 @@
-"""Talking to the tracking store from the trainer; the URI rule is diabetes_store.tracking_uri.
+"""Talking to the tracking store from the trainer; the URI rule and SQLite paths are diabetes_store.tracking_uri.
 
 Kept free of MLflow imports so that the CLI can decide the URI before paying for the import.
 """
@@ -6,10 +6,9 @@ Kept free of MLflow imports so that the CLI can decide the URI before paying for
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-# The rule itself lives beside the service, which must not import the trainer.
+# The rule lives in the store package, below the trainer and the service (which never import each other).
 from diabetes_store.tracking_uri import (  # noqa: F401 - re-exported for the trainer's callers
     EMBEDDED_ARTIFACTS_NAME,
     EMBEDDED_DB_NAME,
@@ -18,6 +17,7 @@ from diabetes_store.tracking_uri import (  # noqa: F401 - re-exported for the tr
     is_embedded,
     project_dir,
     resolve_tracking_uri,
+    sqlite_path,
 )
 
 # --- Talking to the store (still MLflow-free: decided before MLflow is imported) ---------------
@@ -55,17 +55,6 @@ def redact(uri: str) -> str:
 
 def is_http(uri: str) -> bool:
     return urlsplit(uri).scheme in ("http", "https")
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///path` URI (None for other stores and in-memory SQLite)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///") :].split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    # sqlite:////abs/path has an absolute path after the third slash; sqlite:///rel is relative.
-    return Path(path).resolve()
 
 
 def artifact_location_for(uri: str) -> str | None:

@@ -90,7 +90,8 @@ class Preparation:
         finally:
             self._close()
         if self.plan.identity is not None:  # the child prepared a local copy of a registered version
-            resolved = replace(resolved, name=self.plan.identity[0], version=self.plan.identity[1])
+            content = None if self.plan.located is None else self.plan.located.content
+            resolved = replace(resolved, name=self.plan.identity[0], version=self.plan.identity[1], content=content)
         report(self.uri, resolved)
         return resolved
 

@@ -8,26 +8,26 @@ image with the form baked in, or a pinned registry version seen before starts fr
 
 An entry records the digest of each of its own files. One that does not match (a partial copy, a
 disk error, a hand edit) is ignored and prepared again, never trusted; nothing in it is executable
-(arrays are read with `allow_pickle=False`, the rest is JSON). Entries are written to a temporary
-folder and renamed into place whole.
+(arrays are read with `allow_pickle=False`, the rest is JSON). Entries are written to a staging
+folder and renamed into place whole (diabetes_store.cache.install). Being keyed by content, an entry
+can never answer for another artifact: which artifact a registered version holds now is the
+registry's to say, on every start (model/resolution.py).
 
 Where: every folder in `DIABETES_PREPARED_MODELS` (os.pathsep-separated, read-only: the image bakes
-its model's entry at /opt/prepared), then `prepared/` in the model cache (`DIABETES_MODEL_CACHE`),
-which is the one written.
+its model's entry at /opt/prepared), then `prepared/` in the model cache (diabetes_store.cache:
+`DIABETES_MODEL_CACHE`), which is the one written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from diabetes_service.model.artifact import artifact_sha256, context_sha256, file_sha256
+from diabetes_store.cache import cache_root, install
 
 FORMAT = 3  # bump when the prepared form changes meaning: older entries are then prepared again
 # (2: trust facts; 3: the pyfunc predict_fn)
@@ -51,16 +51,8 @@ def key_of(model_path: str | Path) -> PreparedKey | None:
     return None if digest is None else PreparedKey(digest, context_sha256(model_path))
 
 
-def model_cache_root() -> Path:
-    """Where downloaded models and prepared forms are kept on this machine."""
-    base = os.environ.get("DIABETES_MODEL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(tempfile.gettempdir(), "diabetes-cache"), "models"
-    )
-    return Path(base)
-
-
 def writable_root() -> Path:
-    return model_cache_root() / "prepared"
+    return cache_root() / "prepared"
 
 
 def roots() -> list[Path]:
@@ -100,11 +92,8 @@ def is_sound(entry: Path, key: PreparedKey) -> bool:
 
 def store(key: PreparedKey, write: Callable[[Path], None], root: Path | None = None) -> Path | None:
     """Write an entry with `write(folder)`, then rename it into place; None if the cache is not writable."""
-    root = root or writable_root()
-    staging: Path | None = None
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+
+    def fill(staging: Path) -> None:
         write(staging)
         files = {path.name: file_sha256(path) for path in sorted(staging.iterdir())}
         manifest = {
@@ -114,20 +103,9 @@ def store(key: PreparedKey, write: Callable[[Path], None], root: Path | None = N
             "files": files,
         }
         (staging / ENTRY_FILE).write_text(json.dumps(manifest, indent=1))
-        target = root / key.folder_name
-        if target.exists() and not is_sound(target, key):
-            shutil.rmtree(target)  # a damaged entry is replaced, not reused
-        try:
-            os.replace(staging, target)
-        except OSError:
-            # Another process put a sound entry there first (a non-empty folder is not replaced).
-            if not is_sound(target, key):
-                raise
-        staging = None if not staging.exists() else staging
-        return target
+
+    try:
+        # A damaged entry is replaced, not reused; a sound one another process wrote first is kept.
+        return install((root or writable_root()) / key.folder_name, fill, keep=lambda entry: is_sound(entry, key))
     except OSError:
         return None
-    finally:
-        if staging is not None:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(staging)

@@ -1,28 +1,28 @@
 """Prepare the model once, before any worker starts: resolve, load, check, compile.
 
-First the prepared-model cache (`model/prepared.py`): a local model, or a pinned registry version
-downloaded before, whose artifact has a sound entry there (and passes the trust policy) is ready in
-milliseconds, with no child process, no registry call and no scikit-learn. Otherwise a short-lived
-child process (`python -m diabetes_service.model.resolution`) turns the URI into a local
-folder or file (`models:/` and `runs:/` URIs through MLflow, whose import alone takes seconds and
-a lot of memory), loads the model, scores probe rows with it, and compiles a linear model to
-numpy arrays. So the supervisor never imports MLflow or scikit-learn, a model that cannot be
-served stops the service before it listens, and workers serving a linear model never import
-scikit-learn either. Downloads go to a cache keyed by the registered version, through a temporary
-folder renamed into place, so an interrupted download is never used. The child keeps a compiled
-model's prepared form in the cache for the next start.
+First the prepared-model cache (`model/prepared.py`): a local model, or a registered version whose
+download is in the cache, whose artifact has a sound entry there (and passes the trust policy) is
+ready in milliseconds, with no child process and no scikit-learn. A registered version is asked of
+the registry on every start, without MLflow where the store allows (diabetes_store.registry: one
+SQLite query or one REST call), for the version an alias names and for what identifies its content:
+a version number the registry gave again, to other files, never finds the old download. Otherwise a
+short-lived child process (`python -m diabetes_service.model.resolution`) turns the URI into a
+local folder or file (through the store's REST client, or MLflow, whose import alone takes seconds
+and a lot of memory), loads the model, scores probe rows with it, and compiles a linear model to
+numpy arrays. So the supervisor never imports MLflow or scikit-learn, a model that cannot be served
+stops the service before it listens (with the child's whole message, on one line), and workers
+serving a linear model never import scikit-learn either. Downloads go to the store's cache
+(diabetes_store.cache), keyed by the version's content and renamed into place whole, so an
+interrupted download is never used. The child keeps a compiled model's prepared form in the cache
+for the next start.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -30,12 +30,12 @@ from pathlib import Path
 
 from diabetes_service.errors import ModelLoadError
 from diabetes_service.model import prepared
-from diabetes_service.model.trust import TrustPolicy, trusted_skops_types
+from diabetes_service.model.trust import TrustPolicy, admits
+from diabetes_store.errors import StoreError, Unsupported
+from diabetes_store.identity import VersionIdentity
+from diabetes_store.uris import in_store, parse_registered
 
 log = logging.getLogger("diabetes_service.model")
-
-MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
-_REGISTERED = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,14 @@ class ResolvedModel:
     generation: int = 0  # bumped by the supervisor each time it announces a new version (follow.py)
     from_cache: bool = False  # the prepared form came from the cache: nothing was loaded
     provisional: bool = False  # read from the artifact's arrays, not yet verified (model/provisional.py)
+    # A registered version's content (diabetes_store.identity digest): what --follow compares, since a
+    # version number may be given again to another model.
+    content: str | None = None
 
 
 def needs_mlflow(uri: str) -> bool:
-    return uri.startswith(MLFLOW_SCHEMES)
+    """Whether `uri` names something in a tracking store (models:/, runs:/), not a local file or folder."""
+    return in_store(uri)
 
 
 def announce(resolved: ResolvedModel, path: Path) -> None:
@@ -93,47 +97,36 @@ class Plan:
 def plan(uri: str, tracking_uri: str | None, policy: TrustPolicy) -> Plan:
     """From the prepared-model cache when it can; else what the preparation child should prepare.
 
-    A local model, or a pinned `models:/NAME/N` already downloaded here, is found without MLflow:
-    with a sound cache entry for its artifact, which the trust policy accepts, nothing else runs;
-    otherwise the child prepares the local copy (never asking the registry). An alias is asked of
-    the registry on every start, directly where the store allows (model/registry.py), else through
-    the child; `latest` and a version never downloaded go to the child too.
+    A local model, or a registered version whose content (as the registry names it now) was
+    downloaded here before, is found without MLflow: with a sound cache entry for its artifact,
+    which the trust policy accepts, nothing else runs; otherwise the child prepares the local copy.
+    A version not downloaded yet goes to the child pinned to the version the registry named, and a
+    URI the registry cannot be asked about directly goes to the child as it is.
     """
-    pinned = uri
-    located = locate_offline(uri, tracking_uri)
+    located, child_uri = locate(uri, tracking_uri)
     if located is None:
-        pinned = _pin_alias(uri, tracking_uri)
-        located = locate_offline(pinned, tracking_uri)
-    if located is None:
-        return Plan(None, pinned)
+        return Plan(None, child_uri)
     key = prepared.key_of(located.path)
-    entry = prepared.lookup(key) if key is not None else None
-    if key is not None and entry is not None:
-        meta = json.loads((entry / "linear.json").read_text())
-        if _trusted(meta, key.artifact_sha256, policy):
-            features = tuple(feature["name"] for feature in meta["features"])
-            ready = replace(
-                located, compiled=str(entry), features=features, sha256=key.artifact_sha256, from_cache=True
-            )
-            return Plan(ready, located.path)
+    ready = from_prepared(located, key, policy)
+    if ready is not None:
+        return Plan(ready, located.path)
     digest = None if key is None else key.artifact_sha256
     return Plan(None, located.path, (located.name, located.version), located, digest)
 
 
-def _trusted(meta: dict, digest: str, policy: TrustPolicy) -> bool:
-    """Whether `policy` would have loaded the artifact this entry was prepared from (trust.py's rules,
-    from what the entry recorded: nothing is loaded). Any doubt: False, and the child decides."""
-    if policy.sha256 is not None and digest != policy.sha256.lower():
-        return False
-    if meta.get("artifact_format") == "pickle":
-        return policy.sha256 is not None or policy.allow_pickle
-    if meta.get("artifact_format") == "skops":
-        try:
-            trusted_skops_types(meta.get("skops_types", []), policy)
-        except ModelLoadError:
-            return False
-        return True
-    return False
+def from_prepared(
+    resolved: ResolvedModel, key: prepared.PreparedKey | None, policy: TrustPolicy
+) -> ResolvedModel | None:
+    """`resolved` ready from a sound entry of its artifact in the prepared-model cache, if the trust
+    policy admits what the entry recorded of the artifact (nothing is loaded); else None."""
+    entry = None if key is None else prepared.lookup(key)
+    if key is None or entry is None:
+        return None
+    meta = json.loads((entry / "linear.json").read_text())
+    if not admits(meta, key.artifact_sha256, policy):
+        return None  # any doubt: the child decides, loading the artifact under the policy
+    features = tuple(feature["name"] for feature in meta["features"])
+    return replace(resolved, compiled=str(entry), features=features, sha256=key.artifact_sha256, from_cache=True)
 
 
 def report(uri: str, resolved: ResolvedModel) -> None:
@@ -141,30 +134,31 @@ def report(uri: str, resolved: ResolvedModel) -> None:
     log.info("model %s: %s%s", uri, how, f" (artifact sha256 {resolved.sha256})" if resolved.sha256 else "")
 
 
-def locate_offline(uri: str, tracking_uri: str | None) -> ResolvedModel | None:
-    """The model's local folder when no registry call is needed to know it; None otherwise."""
+def locate(uri: str, tracking_uri: str | None) -> tuple[ResolvedModel | None, str]:
+    """The model's local copy when it is known without MLflow (else None), and what the child prepares.
+
+    A `models:/` URI is asked of the registry directly (diabetes_store.registry); the content it
+    names now is looked for in the download cache, so a renumbered version never finds old files.
+    """
     if not needs_mlflow(uri):
-        return local_model(uri)
-    match = _REGISTERED.match(uri)
-    if not match or not (match["version"] or "").isdigit():
-        return None  # an alias or `latest` may point elsewhere since the last start: ask
+        local = local_model(uri)
+        return local, local.path
+    ref = parse_registered(uri)
+    if ref is None:
+        return None, uri  # runs:/ and friends: the child downloads them
+    from diabetes_store.cache import version_folder
+    from diabetes_store.registry import quick_lookup
     from diabetes_store.tracking_uri import resolve_tracking_uri
 
-    name, version = match["name"], match["version"]
-    folder = _cache_entry(resolve_tracking_uri(tracking_uri), f"models:/{name}/{version}")
-    return ResolvedModel(str(folder), name, version) if folder.is_dir() else None
-
-
-def _pin_alias(uri: str, tracking_uri: str | None) -> str:
-    """`models:/NAME/N` for `models:/NAME@ALIAS` when the registry answers quickly; else `uri`."""
-    match = _REGISTERED.match(uri)
-    if not match or not match["alias"]:
-        return uri
-    from diabetes_service.model.registry import alias_version
-    from diabetes_store.tracking_uri import resolve_tracking_uri
-
-    version = alias_version(resolve_tracking_uri(tracking_uri), match["name"], match["alias"])
-    return uri if version is None else f"models:/{match['name']}/{version}"
+    tracking = resolve_tracking_uri(tracking_uri)
+    identity = quick_lookup(tracking, ref)
+    if identity is None:
+        return None, uri  # not asked here: the child asks through MLflow, in its words
+    folder = version_folder(tracking, identity)
+    if not folder.is_dir():
+        return None, ref.at(identity.version)
+    located = ResolvedModel(str(folder), ref.name, identity.version, content=identity.digest(tracking))
+    return located, ref.at(identity.version)
 
 
 def preparation_command(
@@ -200,45 +194,37 @@ def preparation_command(
 
 
 def preparation_outcome(uri: str, returncode: int, stdout: str, stderr: str) -> ResolvedModel:
-    """What the preparation child printed: the prepared model, or its last line of complaint.
+    """What the preparation child printed: the prepared model, or its whole complaint, on one line.
 
     Raises Unchanged when the URI resolved to a version the caller skips.
     """
     printed = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     if returncode != 0:
-        lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        error = ModelLoadError(lines[-1] if lines else f"resolving {uri} failed")
+        # The child prints its message whole (main()); a child that died before it could (an import
+        # failed, a signal) leaves its last line of standard error, e.g. a traceback's last line.
+        message = printed.get("error")
+        if not message:
+            lines = [line for line in stderr.strip().splitlines() if line.strip()]
+            message = lines[-1] if lines else f"resolving {uri} failed"
+        error = ModelLoadError(message)
         error.version = printed.get("failed_version")
+        error.content = printed.get("failed_content")
         raise error
     if "unchanged" in printed:
         raise Unchanged(printed["unchanged"])
     return ResolvedModel(**printed)
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("DIABETES_MODEL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(tempfile.gettempdir(), "diabetes-cache"), "models"
-    )
-    return Path(base)
-
-
-def _cache_entry(tracking_uri: str, key: str) -> Path:
-    return _cache_root() / hashlib.sha256(f"{tracking_uri}|{key}".encode()).hexdigest()[:24]
-
-
-def _download(uri: str, tracking_uri: str, key: str) -> str:
-    import mlflow.artifacts
-
-    target = _cache_entry(tracking_uri, key)
+def _download(uri: str, target: Path) -> str:
+    """`uri`'s files into `target` through MLflow's client, when not there already."""
     if target.is_dir():
         return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging)))
-        os.replace(local, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    import mlflow.artifacts
+
+    from diabetes_store.cache import install
+
+    # MLflow puts the files one folder down in the folder it is given: that folder is renamed into place.
+    install(target, lambda staging: Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging))))
     return str(target)
 
 
@@ -248,56 +234,74 @@ class Unchanged(Exception):
 
 def resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str] = frozenset()) -> ResolvedModel:
     """A `models:/` or `runs:/` URI pinned to its version and downloaded into the cache: the one
-    resolver, for serve, --follow and deploy. Raises Unchanged for a version in `skip`.
+    resolver, for serve, --follow and deploy. Raises Unchanged for a version in `skip`, and
+    ModelLoadError with the store's own words when the store refuses.
 
-    A tracking server is asked over its REST API (registry_rest.py: no MLflow import, so the
-    serving image can follow an alias); any other store, or artifacts the server does not proxy,
-    through MLflow's client.
+    The download is kept under the identity of the version's content (diabetes_store.identity), as
+    the registry records it now. A tracking server is asked over its REST API
+    (diabetes_store.registry_rest: no MLflow import, so the serving image can follow an alias); any
+    other store, or artifacts the server does not proxy, through MLflow's client.
     """
-    # Here, in the preparation child: `requests` would cost the supervisor and every worker ~0.1 s.
-    from diabetes_service.model.registry_rest import RegistryServer, Unsupported, is_rest_server
+    try:
+        return _resolve_registry(uri, tracking_uri, skip)
+    except StoreError as exc:
+        raise ModelLoadError(str(exc)) from None
 
-    match = _REGISTERED.match(uri)
-    if match and is_rest_server(tracking_uri):
-        name, alias, version = match["name"], match["alias"], match["version"]
-        _check_version(uri, alias, version)
-        server = RegistryServer(tracking_uri)
-        version = server.version_for(name, alias, version)
-        if version in skip:
-            raise Unchanged(version)
-        pinned = f"models:/{name}/{version}"
-        target = _cache_entry(tracking_uri, pinned)
+
+def _resolve_registry(uri: str, tracking_uri: str, skip: frozenset[str]) -> ResolvedModel:
+    from diabetes_store.cache import install, uri_folder, version_folder
+    from diabetes_store.registry_rest import RegistryClient, applies
+
+    ref = parse_registered(uri)
+    if ref is not None:
+        ref.check()
+    if ref is not None and applies(tracking_uri):
+        server = RegistryClient(tracking_uri)
+        identity = server.find_version(ref)
+        _skip_unchanged(identity, tracking_uri, skip)
+        target = version_folder(tracking_uri, identity)
         try:
             if not target.is_dir():
-                server.download(name, version, target)
-            return ResolvedModel(str(target), name, version)
+                install(target, lambda staging: server.download(identity, staging))
         except Unsupported:
-            return ResolvedModel(_download(pinned, tracking_uri, pinned), name, version)
+            _download(ref.at(identity.version), target)
+        return ResolvedModel(str(target), ref.name, identity.version, content=identity.digest(tracking_uri))
     import mlflow
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if not match:  # runs:/ and friends: no registry version to pin
-        return ResolvedModel(_download(uri, tracking_uri, uri), uri.rstrip("/").rsplit("/", 1)[-1], "run")
-    name, alias, version = match["name"], match["alias"], match["version"]
-    _check_version(uri, alias, version)
-    if alias:
-        version = client.get_model_version_by_alias(name, alias).version
-    elif version == "latest":
-        versions = client.search_model_versions(f"name='{name}'")
+    if ref is None:  # runs:/ and friends: no registry version to pin; a run's files are named by its id
+        return ResolvedModel(_download(uri, uri_folder(tracking_uri, uri)), uri.rstrip("/").rsplit("/", 1)[-1], "run")
+    if ref.alias:
+        found = client.get_model_version_by_alias(ref.name, ref.alias)
+    elif ref.version == "latest":
+        versions = client.search_model_versions(f"name='{ref.name}'")
         if not versions:
-            raise ModelLoadError(f"registered model {name!r} has no versions")
-        version = str(max(int(v.version) for v in versions))
-    if str(version) in skip:
-        raise Unchanged(str(version))
-    pinned = f"models:/{name}/{version}"
-    return ResolvedModel(_download(pinned, tracking_uri, pinned), name, str(version))
+            raise StoreError(f"registered model {ref.name!r} has no versions")
+        found = max(versions, key=lambda v: int(v.version))
+    else:
+        found = client.get_model_version(ref.name, str(ref.version))
+    identity = VersionIdentity.from_record(
+        {
+            "name": found.name,
+            "version": found.version,
+            "run_id": found.run_id,
+            "source": found.source,
+            "creation_timestamp": found.creation_timestamp,
+        }
+    )
+    _skip_unchanged(identity, tracking_uri, skip)
+    target = version_folder(tracking_uri, identity)
+    folder = _download(ref.at(identity.version), target)
+    return ResolvedModel(folder, ref.name, identity.version, content=identity.digest(tracking_uri))
 
 
-def _check_version(uri: str, alias: str | None, version: str | None) -> None:
-    if not alias and version != "latest" and not (version or "").isdigit():
-        raise ModelLoadError(f"{uri}: use models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME/latest")
+def _skip_unchanged(identity: VersionIdentity, tracking_uri: str, skip: frozenset[str]) -> None:
+    """Unchanged when the caller has (or refused) this content: `skip` names contents (digests), or
+    bare version numbers where the caller knows no content."""
+    if identity.digest(tracking_uri) in skip or identity.version in skip:
+        raise Unchanged(identity.version)
 
 
 class _RefuseImport:
@@ -337,15 +341,9 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
     from diabetes_service.model.probes import probe_input
 
     key = prepared.key_of(resolved.path)
-    if key is not None:
-        entry = prepared.lookup(key)
-        if entry is not None:  # prepared before (an alias now naming a version seen before)
-            meta = json.loads((entry / "linear.json").read_text())
-            if _trusted(meta, key.artifact_sha256, policy):
-                features = tuple(feature["name"] for feature in meta["features"])
-                return replace(
-                    resolved, compiled=str(entry), features=features, sha256=key.artifact_sha256, from_cache=True
-                )
+    ready = from_prepared(resolved, key, policy)
+    if ready is not None:  # prepared before (an alias now naming a version seen before)
+        return ready
     # scikit-learn's testing helpers (which skops imports) load pytest when it is installed (a
     # development environment): ~0.1 s no model needs.
     sys.meta_path.insert(0, _RefuseImport("pytest"))
@@ -423,16 +421,23 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"unchanged": str(exc)}))
         return 0
     except ModelLoadError as exc:
-        if resolved is not None:  # which version failed, so that a follower does not retry it
-            print(json.dumps({"failed_version": resolved.version}))
-        print(exc, file=sys.stderr)
-        return 2
+        # Whole, on one line (a warm-up's ValueError from scikit-learn spans several): the user reads
+        # all of it, and which version failed, so that a follower does not retry it.
+        return _fail(" ".join(str(exc).split()), resolved)
     except Exception as exc:
+        # Another library's words: bounded, since some carry a whole HTTP answer's body.
         message = " ".join(str(exc).split())[:400]
-        print(f"cannot resolve {uri} on {tracking_uri}: {type(exc).__name__}: {message}", file=sys.stderr)
-        return 2
+        return _fail(f"cannot resolve {uri} on {tracking_uri}: {type(exc).__name__}: {message}")
     print(json.dumps(resolved.__dict__))
     return 0
+
+
+def _fail(message: str, failed: ResolvedModel | None = None) -> int:
+    """Print the failure for preparation_outcome (standard output, as JSON) and a human (standard error)."""
+    version, content = (None, None) if failed is None else (failed.version, failed.content)
+    print(json.dumps({"error": message, "failed_version": version, "failed_content": content}))
+    print(message, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
   (`--trust-type`). The MLmodel file's `skops_trusted_types` is not taken: whoever wrote the
   artifact wrote that list too.
 - A pin, when given, must match whatever the format.
+The same rules judge a prepared form from the cache (`admits`), from what it recorded of the artifact
+it was prepared from: the rules are stated once, here.
 """
 
 from __future__ import annotations
@@ -50,10 +52,21 @@ def sha256_of(file: Path) -> str:
     return digest.hexdigest()
 
 
+def pin_matches(digest: str, policy: TrustPolicy) -> bool:
+    """Whether an artifact with this sha256 passes the pin (always, with no pin)."""
+    return policy.sha256 is None or digest == policy.sha256.lower()
+
+
+def pickle_allowed(policy: TrustPolicy) -> bool:
+    """Whether a pickle may load: pinned (the pin itself is checked by pin_matches) or explicitly allowed."""
+    return policy.sha256 is not None or policy.allow_pickle
+
+
 def check_pin(file: Path, policy: TrustPolicy) -> str:
     """The file's sha256; ModelLoadError when a pin is set and it differs."""
     digest = sha256_of(file)
-    if policy.sha256 is not None and digest != policy.sha256.lower():
+    if not pin_matches(digest, policy):
+        assert policy.sha256 is not None
         raise ModelLoadError(
             f"{file.name}: sha256 {digest} does not match the pinned --model-sha256 {policy.sha256.lower()}"
         )
@@ -62,7 +75,7 @@ def check_pin(file: Path, policy: TrustPolicy) -> str:
 
 def check_pickle(file: Path, policy: TrustPolicy) -> None:
     """A pickle loads only when pinned (checked by check_pin) or explicitly allowed."""
-    if policy.sha256 is None and not policy.allow_pickle:
+    if not pickle_allowed(policy):
         raise ModelLoadError(
             f"{file.name} is a pickle, and loading a pickle runs whatever code it holds: pass --allow-pickle "
             "(DIABETES_ALLOW_PICKLE=true, spec model.allow_pickle) to trust it, or pin it with --model-sha256 "
@@ -82,3 +95,20 @@ def trusted_skops_types(untrusted: Iterable[str], policy: TrustPolicy) -> list[s
             f"{', '.join(refused)}; to load it anyway: {flags}"
         )
     return untrusted
+
+
+def admits(recorded: dict, digest: str, policy: TrustPolicy) -> bool:
+    """Whether `policy` would load the artifact a prepared form was made from, judged from what the
+    form recorded of it (its format, skops' types) and its sha256: nothing is loaded. Any doubt
+    (a format not recorded): False, and the artifact is loaded under the policy instead."""
+    if not pin_matches(digest, policy):
+        return False
+    if recorded.get("artifact_format") == "pickle":
+        return pickle_allowed(policy)
+    if recorded.get("artifact_format") == "skops":
+        try:
+            trusted_skops_types(recorded.get("skops_types", []), policy)
+        except ModelLoadError:
+            return False
+        return True
+    return False

@@ -4,7 +4,9 @@ The first preparation must succeed, or the service never serves. After that, wit
 every `follow_interval_seconds` (and at once on SIGHUP or a signed webhook delivery, with or
 without `--follow`) the URI is resolved again in a preparation child, off the serving path. A
 version the workers have, or one refused before, is skipped before anything is downloaded, so a
-refused version is not retried until the alias moves again. A new version that prepares (loads,
+refused version is not retried until the alias moves again; versions are told apart by their
+content (diabetes_store.identity), so a version number the registry gives again to another model
+is a new version. A new version that prepares (loads,
 answers its warm-up, compiles) with the same features is announced: each worker loads it and
 swaps it in between requests. One that fails, or whose features differ (unless
 `follow_schema_changes`), is refused: the old version keeps serving, and the log and
@@ -68,7 +70,9 @@ class ModelFollower:
             self._collect()
         elif self.current is not None and (self.check_requested or now >= self.next_check):
             self.check_requested = False
-            skip = (self.current.version, *sorted(self.refused)) if needs_mlflow(self.settings.model_uri) else ()
+            # By content where known: a version number given again to another model is a new version.
+            have = self.current.content or self.current.version
+            skip = (have, *sorted(self.refused)) if needs_mlflow(self.settings.model_uri) else ()
             self.preparation = Preparation(
                 self.settings.model_uri,
                 self.settings.tracking_uri,
@@ -89,7 +93,7 @@ class ModelFollower:
             self.preparation = None
             if first:
                 raise
-            self._refuse(exc.version, str(exc))
+            self._refuse(exc.version, str(exc), exc.content)
             resolved = None
         if resolved is None:
             if self.preparation is None:
@@ -118,6 +122,7 @@ class ModelFollower:
                 resolved.version,
                 f"its features {list(resolved.features)} differ from the served {list(self.current.features)}"
                 " (--follow-schema-changes allows it)",
+                resolved.content,
             )
         else:
             log.info(
@@ -153,10 +158,11 @@ class ModelFollower:
         announce(self.current, Path(self.settings.prepared_file or self.workdir / "prepared.json"))
         self.board.announce_generation(self.generation)
 
-    def _refuse(self, version: str | None, reason: str) -> None:
+    def _refuse(self, version: str | None, reason: str, content: str | None = None) -> None:
         assert self.current is not None
-        if version is not None:
-            self.refused.add(version)
+        key = content or version  # its content where known: the number may be given again
+        if key is not None:
+            self.refused.add(key)
         what = f"version {version}" if version else "the new version"
         log.error(
             "refused %s of %s: %s; version %s keeps serving", what, self.current.name, reason, self.current.version
