@@ -178,9 +178,10 @@ def resolve_model(model_uri: str, dest: Path, tracking_uri: str | None = None) -
     except ImportError:
         raise DeployError("resolving a models:/ URI needs MLflow (pip install 'diabetes-scoring[trainer]')") from None
     try:  # the service's own resolver, so deploy pins and caches exactly as serve does
-        source = deploy_api.resolve_registered(model_uri, tracking_uri)
+        registered = deploy_api.resolve_registered(model_uri, tracking_uri)
     except deploy_api.ModelLoadError as exc:
         raise DeployError(f"cannot resolve {model_uri}: {exc}") from None
+    source = registered.path
     if not (source / "MLmodel").is_file():
         # Some stores nest the artifacts one folder down: take the folder holding MLmodel.
         nested = next(iter(source.rglob("MLmodel")), None)
@@ -188,6 +189,11 @@ def resolve_model(model_uri: str, dest: Path, tracking_uri: str | None = None) -
             raise DeployError(f"{model_uri}: downloaded, but it holds no MLmodel file")
         source = nested.parent
     shutil.copytree(source, dest, ignore=SKIP)
+    if registered.name:
+        # The record MLflow's own download leaves, which `registered_identity` reads: the image's
+        # answers name the registered version (x-model-name, x-model-version).
+        meta = f"model_name: {registered.name}\nmodel_version: '{registered.version}'\n"
+        (dest / "registered_model_meta").write_text(meta)
     return dest
 
 

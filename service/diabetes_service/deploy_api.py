@@ -11,6 +11,7 @@ the service's modules can move without deploy noticing. Importing this module co
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from diabetes_service.errors import ModelLoadError
@@ -22,6 +23,7 @@ __all__ = [
     "BARE_PICKLE_NAMES",
     "LATENCY_BUCKETS",
     "ModelLoadError",
+    "Registered",
     "artifact_digest",
     "model_file",
     "prepare",
@@ -34,9 +36,20 @@ def artifact_digest(model: Path) -> str:
     return artifact_sha256(model) or ""
 
 
-def resolve_registered(model_uri: str, tracking_uri: str | None = None) -> Path:
+@dataclass(frozen=True)
+class Registered:
+    """A resolved model: its downloaded folder, and the registered name and version it came from
+    (empty for a `runs:/` URI, which names no registered version). The folder holds no record of
+    them: the download is keyed by the version's content, not by MLflow's `registered_model_meta`."""
+
+    path: Path
+    name: str = ""
+    version: str = ""
+
+
+def resolve_registered(model_uri: str, tracking_uri: str | None = None) -> Registered:
     """A `models:/` or `runs:/` URI pinned and downloaded as `diabetes serve` does it (same resolver,
-    same cache), under the same tracking-URI rule; the folder holding it.
+    same cache), under the same tracking-URI rule.
 
     Raises ModelLoadError, with MLflow's own failures reduced to their first line.
     """
@@ -49,9 +62,12 @@ def resolve_registered(model_uri: str, tracking_uri: str | None = None) -> Path:
 
         mlflow_errors = (MlflowException,)
     try:
-        return Path(resolve_registry(model_uri, resolve_tracking_uri(tracking_uri)).path)
+        resolved = resolve_registry(model_uri, resolve_tracking_uri(tracking_uri))
     except mlflow_errors as exc:
         raise ModelLoadError(str(getattr(exc, "message", exc)).splitlines()[0]) from None
+    if not model_uri.startswith("models:/"):
+        return Registered(Path(resolved.path))
+    return Registered(Path(resolved.path), resolved.name, resolved.version)
 
 
 def prepare(model: Path, cache: Path, digest: str, trusted_types: tuple[str, ...]) -> None:

@@ -23,7 +23,9 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_registered_model_is_resolved_digested_and_prepared(embedded_store: EmbeddedStore, cache: Path) -> None:
     name, version = embedded_store.regressor["model_name"], str(embedded_store.regressor["model_version"])
     with mlflow_globals():
-        folder = deploy_api.resolve_registered(f"models:/{name}/{version}", embedded_store.tracking_uri)
+        registered = deploy_api.resolve_registered(f"models:/{name}/{version}", embedded_store.tracking_uri)
+    assert (registered.name, registered.version) == (name, version)  # what the image's answers name
+    folder = registered.path
     assert (folder / "MLmodel").is_file()
     assert folder.is_relative_to(cache.parent / "downloads")  # the resolver's own cache, as serve uses it
     artifact = deploy_api.model_file(folder)
