@@ -100,10 +100,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="deploy to Azure ML: an online endpoint (--v2, azure-ai-ml) or AKS (v1 SDK), or write its files",
         description="--v2: an online endpoint and deployment with azure-ai-ml's MLClient (managed, or Kubernetes "
         "with --kubernetes-compute), serving the registered MLflow model (--serving mlflow) or our image "
-        "(--serving container --image). Without --v2, Azure ML v1's no-code path: Model.deploy with "
+        "(--serving container --image); --v2 --batch: a batch endpoint whose deployment scores Parquet or CSV "
+        "files with `diabetes batch`'s code. Without --v2, Azure ML v1's no-code path: Model.deploy with "
         "AksWebservice.deploy_configuration onto an AKS compute target. --dry-run --out DIR writes "
         "deploymentconfig.json (`az ml model deploy --dc`) and v2/endpoint.yaml + v2/deployment.yaml and sends "
-        "nothing. --delete removes the service (v1) or the endpoint (v2).",
+        "nothing. --delete removes the service (v1) or the endpoint (v2, online or --batch).",
     )
     _spec_arg(azure)
     azure.add_argument("--workspace-config", default="config.json", help="Azure ML workspace config.json")
@@ -113,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--dry-run", action="store_true", help="write the deployment files into --out only")
     mode.add_argument("--delete", action="store_true", help="delete the service (the registered model stays)")
     azure.add_argument("--out", help="folder for --dry-run")
-    azure.add_argument("--v2", action="store_true", help="Azure ML v2 (azure-ai-ml): an online endpoint")
+    azure.add_argument("--v2", action="store_true", help="Azure ML v2 (azure-ai-ml): an online endpoint (or --batch)")
     azure.add_argument(
         "--kubernetes-compute", metavar="NAME", help="v2: a Kubernetes online endpoint on this attached AKS compute"
     )
