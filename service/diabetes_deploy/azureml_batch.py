@@ -31,6 +31,9 @@ ENTRY = Path(__file__).with_name("azureml_batch_entry") / "score.py"
 PACKAGES = ("diabetes_batch", "diabetes_service", "diabetes_store")
 # The project's extras the entry needs installed in the job's environment.
 EXTRAS = ("service", "batch")
+# Azure's batch driver itself needs azureml-core in the job's environment (Azure ML's guide to
+# deploying a custom model to a batch endpoint).
+DRIVER_REQUIREMENTS = ("azureml-core",)
 # Azure ML's curated base image for batch jobs (conda and the batch driver's MPI).
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 
@@ -149,7 +152,7 @@ def deployment_entity(spec: DeploymentSpec, options: BatchOptions, code: Path) -
             conda_file={
                 "name": "diabetes-batch",
                 "channels": ["conda-forge"],
-                "dependencies": ["python=3.11", "pip", {"pip": pip_requirements()}],
+                "dependencies": ["python=3.11", "pip", {"pip": [*pip_requirements(), *DRIVER_REQUIREMENTS]}],
             },
         ),
         compute=options.compute,

@@ -81,6 +81,7 @@ def test_batch_endpoint_and_deployment_of_the_registered_model(wire: Wire, tmp_p
     assert "pyarrow" in conda
     assert "scikit-learn" in conda
     assert "python=3.11" in conda
+    assert "- azureml-core\n" in conda  # Azure's batch driver
     assert all(c.headers.get("Authorization") == "Bearer recorded-token" for c in wire.calls)
 
 
