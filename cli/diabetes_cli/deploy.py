@@ -10,6 +10,7 @@ diabetes deploy azureml --delete --workspace-config config.json          # the e
 diabetes deploy azureml --v2 --model-version 1                           # Azure ML v2: managed online endpoint
 diabetes deploy azureml --v2 --kubernetes-compute aks --serving container --image REG/NAME:TAG
 diabetes deploy azureml --v2 --delete                                    # endpoint and deployments removed
+diabetes deploy azureml --v2 --batch --compute cpu-cluster --keep id     # Azure ML v2: batch endpoint (Parquet)
 """
 
 from __future__ import annotations
@@ -99,10 +100,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="deploy to Azure ML: an online endpoint (--v2, azure-ai-ml) or AKS (v1 SDK), or write its files",
         description="--v2: an online endpoint and deployment with azure-ai-ml's MLClient (managed, or Kubernetes "
         "with --kubernetes-compute), serving the registered MLflow model (--serving mlflow) or our image "
-        "(--serving container --image). Without --v2, Azure ML v1's no-code path: Model.deploy with "
+        "(--serving container --image); --v2 --batch: a batch endpoint whose deployment scores Parquet or CSV "
+        "files with `diabetes batch`'s code. Without --v2, Azure ML v1's no-code path: Model.deploy with "
         "AksWebservice.deploy_configuration onto an AKS compute target. --dry-run --out DIR writes "
         "deploymentconfig.json (`az ml model deploy --dc`) and v2/endpoint.yaml + v2/deployment.yaml and sends "
-        "nothing. --delete removes the service (v1) or the endpoint (v2).",
+        "nothing. --delete removes the service (v1) or the endpoint (v2, online or --batch).",
     )
     _spec_arg(azure)
     azure.add_argument("--workspace-config", default="config.json", help="Azure ML workspace config.json")
@@ -112,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--dry-run", action="store_true", help="write the deployment files into --out only")
     mode.add_argument("--delete", action="store_true", help="delete the service (the registered model stays)")
     azure.add_argument("--out", help="folder for --dry-run")
-    azure.add_argument("--v2", action="store_true", help="Azure ML v2 (azure-ai-ml): an online endpoint")
+    azure.add_argument("--v2", action="store_true", help="Azure ML v2 (azure-ai-ml): an online endpoint (or --batch)")
     azure.add_argument(
         "--kubernetes-compute", metavar="NAME", help="v2: a Kubernetes online endpoint on this attached AKS compute"
     )
@@ -124,6 +126,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     azure.add_argument("--image", help="v2 --serving container: the image, in a registry the workspace can pull from")
     azure.add_argument("--instance-type", help="v2: VM size (managed) or the cluster's instance type (Kubernetes)")
+    batch = azure.add_argument_group("v2 --batch: a batch endpoint scoring Parquet or CSV files with `diabetes batch`")
+    batch.add_argument("--batch", action="store_true", help="v2: a batch endpoint and deployment instead of online")
+    batch.add_argument("--compute", default="cpu-cluster", help="the compute cluster (default: cpu-cluster)")
+    batch.add_argument("--instance-count", type=int, default=1, help="cluster nodes per job (default: 1)")
+    batch.add_argument("--mini-batch-size", type=int, default=4, help="files per scoring call (default: 4)")
+    batch.add_argument("--max-concurrency", type=int, default=1, help="scoring processes per node (default: 1)")
+    batch.add_argument(
+        "--output-action", choices=["summary_only", "append_row"], default="summary_only", help="Azure's summary file"
+    )
+    batch.add_argument("--max-retries", type=int, default=3, help="retries of a failed mini-batch (default: 3)")
+    batch.add_argument("--retry-timeout", type=int, default=300, help="seconds per mini-batch (default: 300)")
+    batch.add_argument("--error-threshold", type=int, default=-1, help="failed files before the job fails (-1: any)")
+    batch.add_argument("--method", choices=["predict", "predict_proba", "decision_function"], help="(default: predict)")
+    batch.add_argument("--keep", default="", metavar="COLS", help="comma-separated columns carried into the output")
     azure.set_defaults(handler=run_azureml)
 
 
@@ -242,6 +258,8 @@ def run_azureml(args: argparse.Namespace) -> int:
     from diabetes_deploy import azureml
 
     spec = _load(args.spec)
+    if args.batch and (not args.v2 or args.dry_run):
+        raise CommandError("--batch needs --v2 (a batch endpoint is an Azure ML v2 resource) and no --dry-run")
     try:
         if args.dry_run:
             if not args.out:
@@ -267,6 +285,9 @@ def run_azureml(args: argparse.Namespace) -> int:
 def _run_azureml_v2(args: argparse.Namespace, spec: Any) -> int:
     from diabetes_deploy import azureml_v2
 
+    if args.batch:
+        return _run_azureml_batch(args, spec)
+
     options = azureml_v2.V2Options(
         serving=args.serving,
         kubernetes_compute=args.kubernetes_compute,
@@ -281,4 +302,34 @@ def _run_azureml_v2(args: argparse.Namespace, spec: Any) -> int:
     # The entities are built (and the spec checked) before the workspace is opened.
     azureml_v2.deployment_entity(spec, options)
     print(azureml_v2.deploy_v2(spec, azureml_v2.ml_client_from_config(args.workspace_config), options))
+    return 0
+
+
+def _run_azureml_batch(args: argparse.Namespace, spec: Any) -> int:
+    import tempfile
+
+    from diabetes_deploy import azureml_batch, azureml_v2
+
+    options = azureml_batch.BatchOptions(
+        compute=args.compute,
+        instance_count=args.instance_count,
+        mini_batch_size=args.mini_batch_size,
+        max_concurrency_per_instance=args.max_concurrency,
+        output_action=args.output_action,
+        max_retries=args.max_retries,
+        retry_timeout_seconds=args.retry_timeout,
+        error_threshold=args.error_threshold,
+        method=args.method,
+        keep=tuple(name.strip() for name in args.keep.split(",") if name.strip()),
+        version=args.model_version,
+    )
+    if args.delete:
+        azureml_batch.delete_batch(spec, azureml_v2.ml_client_from_config(args.workspace_config))
+        print(f"deleted batch endpoint {spec.name}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="diabetes-azureml-batch-") as work:
+        # The entities are built (and the spec and flags checked) before the workspace is opened.
+        azureml_batch.deployment_entity(spec, options, azureml_batch.code_folder(Path(work) / "code"))
+        client = azureml_v2.ml_client_from_config(args.workspace_config)
+        print(azureml_batch.deploy_batch(spec, client, options, Path(work)))
     return 0

@@ -15,7 +15,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 import urllib3
@@ -47,6 +47,9 @@ class Wire(BaseAdapter):
     keys: tuple[str, str] = (PRIMARY_KEY, SECONDARY_KEY)
     # Path suffix -> (status, error code, message): Azure refusing that resource.
     refuse: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    # Content hashes of code folders the workspace holds already: azure-ai-ml reuses such a code
+    # version instead of uploading the folder to Blob storage (which cannot be reached from here).
+    code_hashes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -75,6 +78,8 @@ class Wire(BaseAdapter):
             if "/onlineEndpoints/" in path and "/deployments/" not in path:
                 azure_uri = f"https://{doc['name']}.{LOCATION}.inference.ml.azure.com/score"
                 doc["properties"]["scoringUri"] = self.scoring_uri or azure_uri
+            if "/batchEndpoints/" in path and "/deployments/" not in path:
+                doc["properties"]["scoringUri"] = f"https://{doc['name']}.{LOCATION}.inference.ml.azure.com/jobs"
             self.resources[path] = doc
             return 200, doc
         if call.method == "GET":
@@ -82,6 +87,8 @@ class Wire(BaseAdapter):
                 return 200, {"id": path, "name": WORKSPACE, "location": LOCATION, "properties": {}}
             if path in self.resources:
                 return 200, self.resources[path]
+            if path.endswith("/versions") and "/codes/" in path:
+                return 200, {"value": self._code_versions(path, parse_qs(call.query).get("hash", [""])[0])}
             children = [d for p, d in self.resources.items() if p.rsplit("/", 1)[0] == path]
             if path.endswith(("/deployments", "/onlineEndpoints")):
                 return 200, {"value": children}
@@ -92,6 +99,15 @@ class Wire(BaseAdapter):
             self.resources = {p: d for p, d in self.resources.items() if not p.startswith(path)}
             return 200, {}
         return 400, {"error": {"code": "BadRequest", "message": f"{call.method} {path} is not recorded"}}
+
+    def _code_versions(self, path: str, content_hash: str) -> list[dict[str, Any]]:
+        if content_hash not in self.code_hashes:
+            return []
+        version = f"{path.rsplit('/codes/', 1)[0]}/codes/uploaded-{content_hash[:12]}/versions/1"
+        uri = f"https://store.blob.core.windows.net/code/{content_hash[:12]}"
+        doc = {"id": version, "name": "1", "properties": {"codeUri": uri, "isAnonymous": True}}
+        self.resources[version] = doc
+        return [doc]
 
     def named(self, method: str, suffix: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.rstrip("/").endswith(suffix)]
