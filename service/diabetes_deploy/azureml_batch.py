@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from diabetes_deploy.azureml import V2_DEPLOYMENT_NAME, model_version
+from diabetes_deploy.azureml_v2 import _first_line  # one wording of Azure's errors for both endpoints
 from diabetes_deploy.errors import DeployError
 from diabetes_deploy.spec import DeploymentSpec
 
@@ -197,8 +198,3 @@ def delete_batch(spec: DeploymentSpec, ml_client: Any) -> None:
         ml_client.batch_endpoints.begin_delete(name=spec.name).result()
     except Exception as exc:
         raise DeployError(f"Azure ML batch endpoint {spec.name}: {type(exc).__name__}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no details"
