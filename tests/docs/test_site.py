@@ -1,8 +1,9 @@
 """The docs site builds with `mkdocs build --strict` (a broken link, a bad nav entry or a page that does not
-build fails), with one H1 a page."""
+build fails), and it holds every page the README points to."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,17 @@ def test_site_builds_strict(tmp_path: Path) -> None:
         assert (site / page / "index.html").is_file(), page
     for page in ("operations", "performance", "architecture", "contributing"):
         assert (site / page / "index.html").is_file(), page
+
+
+def test_readme_is_short_and_links_into_the_docs() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    links = set(re.findall(r"\]\((docs/[\w./-]+\.md)(?:#[\w-]+)?\)", readme))
+    assert len(links) >= 8, links
+    missing = [link for link in links if not (REPO / link).is_file()]
+    assert not missing, missing
+    for command in ("make run", "make test", "diabetes deploy local", "curl "):
+        assert command in readme, command
 
 
 def test_every_page_has_one_h1() -> None:
