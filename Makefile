@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # minutes, and silence (`--quiet`) over it looked like a hang (issue 22).
 PIP := $(BIN)/python -m pip install --disable-pip-version-check
 
-.PHONY: install install-run run test lint system-deps
+.PHONY: install install-run run test lint system-deps docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ run: install-run
 	$(BIN)/diabetes train --if-empty
 	@echo "make run: starting the service in the foreground (HTTP 8080, gRPC 8081, metrics 8082); Ctrl+C stops it"
 	$(BIN)/diabetes serve
+
+# The documentation site (mkdocs.yml, docs/) on http://127.0.0.1:8000, rebuilt as pages change;
+# tests/docs/test_site.py builds it with --strict.
+docs: install
+	$(BIN)/mkdocs serve
 
 # Debian packages the tests drive for real: headless Chromium, wrk, the Docker engine.
 system-deps:
