@@ -70,8 +70,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a URL that is not http(s)
         raise CommandError(str(exc)) from None
     out = sys.stdout
-    for result in results:
-        out.write(json.dumps(result) + "\n")
+    try:
+        for result in results:
+            out.write(json.dumps(result) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        # The reader left (`diabetes score rows.csv | head -1`): stop quietly, as a shell tool does, instead
+        # of a traceback. stdout is pointed at /dev/null so that the interpreter's own final flush cannot
+        # raise again; 141 is what a shell reports for a writer ended by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

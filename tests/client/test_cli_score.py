@@ -51,6 +51,24 @@ def test_a_csv_with_a_header_prints_one_prediction_per_line(
     assert done.stderr == ""
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(keyed_service, tmp_path, example_data):
+    # `diabetes score rows.csv | head -1`: the reader is gone before the command writes; no traceback.
+    path = write_csv(tmp_path / "rows.csv", example_data.x_test)
+    reader, writer = os.pipe()
+    os.close(reader)  # closed before the child starts: its first write meets a broken pipe for sure
+    with subprocess.Popen(
+        [DIABETES, "score", "--url", keyed_service.url, "--key", PRIMARY, str(path)],
+        stdout=writer,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        os.close(writer)
+        _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 141
+    assert "Traceback" not in stderr
+    assert "BrokenPipe" not in stderr
+
+
 def test_a_csv_with_columns_in_another_order_is_read_by_name(
     keyed_service, tmp_path, example_data, in_process_predictions
 ):
