@@ -15,6 +15,7 @@ cache and tracking-URI rule as `serve`); the monitor package itself never import
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,12 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="where models:/ URIs are resolved (default: as for `diabetes train`)")
 
 
+def _quiet_mlflow() -> None:
+    """Keep MLflow's info lines (a new embedded store's "Creating initial MLflow database tables") off
+    standard error, which holds our one line; its children (the model's preparation) inherit it."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
 def _required(args: argparse.Namespace, *flags: str) -> None:
     for flag in flags:
         if not getattr(args, flag.removeprefix("--").replace("-", "_"), None):
@@ -135,6 +142,7 @@ def profile_path(model: Path) -> Path:
 
 def run_report(args: argparse.Namespace) -> int:
     _required(args, "--payloads", "--model-uri", "--out")
+    _quiet_mlflow()
     try:
         from diabetes_monitor import html, profile, reader, report
         from diabetes_monitor.errors import MonitorError
@@ -183,6 +191,7 @@ def _write(path: Path, text: str) -> None:
 
 def run_reference(args: argparse.Namespace) -> int:
     _required(args, "--model-uri", "--data")
+    _quiet_mlflow()
     from diabetes_cli.serve import build_settings
 
     data = Path(args.data)
