@@ -114,7 +114,11 @@ def locate(uri: str, tracking_uri: str | None) -> tuple[Path, str, str]:
         path = Path(uri).expanduser().resolve()
         if not path.exists():
             raise CommandError(f"--model-uri {uri}: no model there")
-        return path, (path.stem if path.is_file() else path.name), "local"
+        # As the service names the records of a model served from a file or folder: the image's
+        # DIABETES_MODEL_NAME/VERSION (the registered version baked into it) when set, else the
+        # file's or folder's name and version `none` (docs/payload-logging.md).
+        name = os.environ.get("DIABETES_MODEL_NAME") or (path.stem if path.is_file() else path.name)
+        return path, name, os.environ.get("DIABETES_MODEL_VERSION") or "none"
     if not uri.startswith("models:/"):
         raise CommandError(f"--model-uri {uri}: name a registered version (models:/NAME/VERSION or models:/NAME@ALIAS)")
     from diabetes_service.deploy_api import ModelLoadError, resolve_registered

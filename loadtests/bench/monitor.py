@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         current = {name: rng.normal(2.0 if name == "bmi" else 0.0, 1.0, args.rows) for name in FEATURES}
         started = time.perf_counter()
         files = write_log(
-            root / "payloads", "bench_model", "local", current, {"prediction": sum(current.values())},
+            root / "payloads", "bench_model", "none", current, {"prediction": sum(current.values())},
             hourly_times(args.rows, args.hours), refusals=1_000,
         )  # fmt: skip
         written = time.perf_counter() - started

@@ -42,7 +42,7 @@ def log(tmp_path: Path) -> tuple[Path, Path]:
         rows = _rows(rng, 3_000, shift)
         start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
         write_log(
-            payloads, "model", "local", rows, {"prediction": rows["a"] + rows["b"]},
+            payloads, "model", "none", rows, {"prediction": rows["a"] + rows["b"]},
             hourly_times(3_000, 24, start), refusals=20,
         )  # fmt: skip
     return model, payloads
@@ -123,7 +123,7 @@ def test_redacted_columns_are_said_redacted_never_drifting(tmp_path: Path) -> No
     current = {"a": rows["a"], "b": hashed}  # `c` dropped, `b` hashed to hex strings
     payloads = tmp_path / "payloads"
     write_log(
-        payloads, "model", "local", current, {"prediction": rows["a"]}, hourly_times(1_000, 2),
+        payloads, "model", "none", current, {"prediction": rows["a"]}, hourly_times(1_000, 2),
         feature_types={"b": pa.string()},
     )  # fmt: skip
     _, figures, page = _report(model, payloads, tmp_path)
@@ -143,8 +143,8 @@ def test_redacted_columns_are_said_redacted_never_drifting(tmp_path: Path) -> No
     ("case", "fragment"),
     [
         ("missing folder", "no such folder"),
-        ("other model", "no payload records of model 'other' version local in"),
-        ("empty window", "no payload records of model 'model' version local in"),
+        ("other model", "no payload records of model 'other' version none in"),
+        ("empty window", "no payload records of model 'model' version none in"),
         ("bad time", "--since 'yesterday' is not an ISO 8601 time"),
         ("reversed window", "is not before --until"),
         ("no profile", "no reference profile at"),
