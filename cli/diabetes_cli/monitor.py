@@ -279,12 +279,18 @@ def _log_to_registry(uri: str, version: str, tracking_uri: str | None, profile_f
     try:
         client = MlflowClient(tracking_uri=store, registry_uri=store)
         found = client.get_model_version(ref.name, version)
-        if getattr(found, "model_id", None):
-            client.log_model_artifact(found.model_id, str(profile_file))
-        elif found.run_id:
-            client.log_artifact(found.run_id, str(profile_file))
+        source = str(found.source or "")
+        # MLflow 3 registers a logged model (source models:/m-<id>); MLflow 2 a run's folder (runs:/<run>/<path>).
+        model_id = getattr(found, "model_id", None) or (
+            source[len("models:/") :] if source.startswith("models:/m-") else None
+        )
+        if model_id:
+            client.log_model_artifact(model_id, str(profile_file))
+        elif source.startswith("runs:/") and source.count("/") >= 2:
+            run_id, _, path = source[len("runs:/") :].partition("/")
+            client.log_artifact(run_id, str(profile_file), artifact_path=path.strip("/") or None)
         else:
-            raise CommandError(f"{uri} has neither a logged model nor a run to keep the profile in: use --out FILE")
+            raise CommandError(f"{uri}: its files ({source}) are not a logged model or a run's folder: use --out FILE")
     except CommandError:
         raise
     except Exception as exc:
