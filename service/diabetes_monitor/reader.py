@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from diabetes_monitor.errors import MonitorError
 
@@ -46,7 +47,10 @@ def versions(folder: Path) -> set[tuple[str, str]]:
     found = set()
     for model_dir in folder.glob("model=*"):
         for version_dir in model_dir.glob("version=*"):
-            found.add((model_dir.name.removeprefix("model="), version_dir.name.removeprefix("version=")))
+            # The sink quotes names into folder names (`quote(name, safe="")`), as hive partitioning reads them.
+            found.add(
+                (unquote(model_dir.name.removeprefix("model=")), unquote(version_dir.name.removeprefix("version=")))
+            )
     return found
 
 

@@ -55,7 +55,8 @@ def _compare_all(table: Any, references: dict[str, Any], plots: dict[str, Any]) 
             continue
         values, nulls = column_values(table[name], reference)
         out[name] = stats.compare(reference, values, nulls)
-        plots[name] = plot_data(reference, values)
+        if len(values) and reference["count"]:
+            plots[name] = plot_data(reference, values)
     return out
 
 
@@ -104,8 +105,13 @@ def build(
     plots: dict[str, Any] = {}
     features = _compare_all(scored, profile["features"], plots)
     # The profile keeps every output the service may log (`prediction`, and `proba_<class>` for a
-    # classifier): the log holds those of the method it served, and only those are compared.
-    served = {name: ref for name, ref in profile["outputs"].items() if name in scored.column_names}
+    # classifier): the log holds those of the method it served (the others absent, or null), and only
+    # those are compared.
+    served = {
+        name: ref
+        for name, ref in profile["outputs"].items()
+        if name in scored.column_names and scored[name].null_count < scored.num_rows
+    }
     outputs = _compare_all(scored, served, plots)
     prediction: dict[str, Any] = dict(outputs.get("prediction", {}))
     prediction["drift"] = any(column["drift"] for column in outputs.values())

@@ -33,11 +33,24 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def reference_cdf(quantiles: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The reference's CDF at `points`, linear between its quantiles (right-continuous at repeats)."""
+def reference_cdf(quantiles: np.ndarray, points: np.ndarray, side: str = "right") -> np.ndarray:
+    """The reference's CDF at `points`, linear between its quantiles. A value repeated in the quantiles
+    is an atom (the example's `s4` has ~66 values): the CDF jumps there, from the lowest probability of
+    the repeat to the highest; `right` gives its value at the atom, `left` its limit from below, as an
+    empirical CDF's two sides. Between two quantile values it runs from the one's top to the other's
+    foot, so a rare value just below a heavy atom is not given the atom's mass."""
     probs = np.linspace(0.0, 1.0, len(quantiles))
-    xs, last = np.unique(quantiles[::-1], return_index=True)  # the highest probability of each repeat
-    return np.interp(points, xs, probs[::-1][last], left=0.0, right=1.0)
+    xs, first = np.unique(quantiles, return_index=True)
+    _, from_end = np.unique(quantiles[::-1], return_index=True)
+    foot, top = probs[first], probs[len(quantiles) - 1 - from_end]
+    hi = np.minimum(np.searchsorted(xs, points, side="left"), len(xs) - 1)  # xs[hi - 1] < point <= xs[hi]
+    lo = np.maximum(hi - 1, 0)
+    span = xs[hi] - xs[lo]
+    share = np.divide(points - xs[lo], span, out=np.zeros_like(points, dtype="float64"), where=span > 0)
+    between = top[lo] + np.clip(share, 0.0, 1.0) * (foot[hi] - top[lo])
+    at = xs[hi] == points
+    values = np.where(at, top[hi] if side == "right" else foot[hi], between)
+    return np.where(points < xs[0], 0.0, np.where(points > xs[-1], 1.0, values))
 
 
 def ks_against_quantiles(quantiles: np.ndarray, reference_rows: int, current: np.ndarray) -> tuple[float, float]:
@@ -49,10 +62,14 @@ def ks_against_quantiles(quantiles: np.ndarray, reference_rows: int, current: np
     ordered = np.sort(current)
     n = len(ordered)
     points = np.unique(np.concatenate([ordered[:: max(1, n // 20_000)], ordered[-1:], quantiles]))
-    ref = reference_cdf(quantiles, points)
     above = np.searchsorted(ordered, points, side="right") / n
     below = np.searchsorted(ordered, points, side="left") / n
-    statistic = float(max(np.max(np.abs(above - ref)), np.max(np.abs(below - ref))))
+    statistic = float(
+        max(
+            np.max(np.abs(above - reference_cdf(quantiles, points, "right"))),
+            np.max(np.abs(below - reference_cdf(quantiles, points, "left"))),
+        )
+    )
     adjusted = max(0.0, statistic - 1.0 / (QUANTILES - 1))
     effective = n * reference_rows / (n + reference_rows)
     return statistic, float(kolmogorov(adjusted * np.sqrt(effective)))
