@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fail-on-drift", action="store_true", help=f"exit with status {EXIT_DRIFT} when any feature or output drifts"
     )
     parser.set_defaults(handler=run_report, spec=None)
-    commands = parser.add_subparsers(dest="monitor_command", metavar="reference")
+    commands = parser.add_subparsers(dest="monitor_command", metavar="[reference]")
     reference = commands.add_parser(
         "reference",
         help="make the reference profile of a model trained elsewhere",
