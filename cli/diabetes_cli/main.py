@@ -11,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from diabetes_cli import batch, deploy, loadtest, score, serve, train
+from diabetes_cli import batch, deploy, loadtest, monitor, score, serve, train
 from diabetes_cli.errors import CommandError
 
-SUBCOMMANDS = (train, serve, batch, deploy, score, loadtest)
+SUBCOMMANDS = (train, serve, batch, monitor, deploy, score, loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:

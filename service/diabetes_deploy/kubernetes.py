@@ -13,7 +13,8 @@ from the environment; `write_secrets` writes them instead to a file the user nam
 DIR or inside a git working tree.
 DIR/monitoring/ holds the PodMonitor (scraping the pods' metrics port, with no key), PrometheusRule
 and dashboard ConfigMap (monitoring.py), with their own kustomization: they need the Prometheus
-operator's CRDs, which not every cluster has.
+operator's CRDs, which not every cluster has. With the spec's `monitor:` section, the pods mount the
+payload log's volume and drift-cronjob.yaml runs `diabetes monitor` on it nightly (drift_job.py).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
         container["envFrom"] = [{"secretRef": {"name": registry_secret_name(spec), "optional": True}}]
     # With an autoscaler the count is its own: a `replicas` here would reset it on every apply.
     replicas = {} if spec.scale.autoscale is not None else {"replicas": spec.scale.min_replicas}
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": spec.name, "labels": labels(spec)},
@@ -161,6 +162,13 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             },
         },
     }
+    if spec.monitor is not None:  # the payload log's volume, which the nightly drift job reads (drift_job.py)
+        from diabetes_deploy.drift_job import payload_mount
+
+        volume, mount = payload_mount(spec)
+        container["volumeMounts"].append(mount)
+        manifest["spec"]["template"]["spec"]["volumes"].append(volume)
+    return manifest
 
 
 def service(spec: DeploymentSpec, service_type: str = "ClusterIP") -> dict[str, Any]:
@@ -357,6 +365,19 @@ def manifests(
                 "pdb.yaml": disruption_budget(spec),
             }
         )
+    if spec.monitor is not None:
+        from diabetes_deploy.drift_job import cron_job
+
+        if kserve:
+            raise DeployError("monitor: the nightly drift job reads the pods' volume: not with --kserve")
+        registry: list[dict[str, Any]] = []
+        if spec.model.follow:  # the job asks the registry which version the alias names, as the pods do
+            registry = [{"name": "DIABETES_TRACKING_URI", "value": spec.model.tracking_uri}]
+        job = cron_job(spec, image, container_security(), registry)
+        if spec.model.follow:
+            job_container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+            job_container["envFrom"] = [{"secretRef": {"name": registry_secret_name(spec), "optional": True}}]
+        files["drift-cronjob.yaml"] = job
     present = {name: doc for name, doc in files.items() if doc is not None}
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -217,6 +217,18 @@ class Probes(_Strict):
         return self
 
 
+class DriftJob(_Strict):
+    """The nightly drift job (`diabetes deploy kubernetes` renders it as a CronJob, docs/monitoring.md):
+    `diabetes monitor` over the last `window_hours` of the payload log, on the volume the pods log to."""
+
+    schedule: str = Field(default="30 2 * * *", pattern=r"^\S+( \S+){4}$")  # cron: minute hour day month weekday
+    time_zone: str = "Etc/UTC"
+    claim: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=253)  # a ReadWriteMany PVC
+    dir: str = Field(default="/var/log/diabetes/payloads", pattern=r"^/")  # mounted here in pods and job
+    window_hours: int = Field(default=24, ge=1, le=24 * 31)
+    fail_on_drift: bool = True  # the Job fails (exit 3) on drift: kube_job_status_failed alerts
+
+
 class DeploymentSpec(_Strict):
     """`service/deployment.yaml`: one registered model served as one named service."""
 
@@ -233,6 +245,7 @@ class DeploymentSpec(_Strict):
     # Per API key (per client address without keys), per replica: `diabetes serve --rate-limit`.
     rate_limit: str | None = None
     probes: Probes = Probes()
+    monitor: DriftJob | None = None
 
     @field_validator("name")
     @classmethod

@@ -55,11 +55,15 @@ def test_server_holds_the_runs_params_metrics_and_artifacts(
         assert run.data.params["alpha"] == "0.03"
         assert run.data.metrics["mse"] == pytest.approx(first["metrics"]["mse"])
         root = {a.path for a in client.list_artifacts(first["run_id"])}
-        assert {"model.pkl", "predicted_vs_actual.png"} <= root
+        assert {"model.pkl", "predicted_vs_actual.png", "reference_profile.json"} <= root
         assert client.get_model_version("diabetes_model", "1").run_id == first["run_id"]
-    # The artifacts were uploaded through the server into its own artifact folder.
-    stored = {p.name for p in server.artifacts.rglob("*") if p.is_file()}
-    assert {"model.pkl", "predicted_vs_actual.png", "MLmodel"} <= stored
+    # The artifacts were uploaded through the server into its own artifact folder; the reference
+    # profile twice: at the run's root and inside the logged model, beside its MLmodel.
+    stored = [p for p in server.artifacts.rglob("*") if p.is_file()]
+    assert {"model.pkl", "predicted_vs_actual.png", "MLmodel"} <= {p.name for p in stored}
+    profiles = [p for p in stored if p.name == "reference_profile.json"]
+    assert [p for p in profiles if p.parent.parent.name == first["run_id"]]
+    assert [p for p in profiles if (p.parent / "MLmodel").is_file()]
 
 
 def test_registered_model_loads_back_through_the_server(

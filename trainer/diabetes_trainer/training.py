@@ -24,6 +24,9 @@ DEFAULT_EXPERIMENT = "experiment_with_mlflow"
 MODEL_ARTIFACT = "model"  # the MLflow sklearn model's name in the run
 PICKLE_ARTIFACT = "model.pkl"  # the classic Azure example's joblib dump, at the run's artifact root
 PLOT_ARTIFACT = "predicted_vs_actual.png"
+# The training data's reference profile (reference.py): in the MLflow model's folder, so that every
+# download of the registered version brings it, and at the run's root beside model.pkl.
+PROFILE_ARTIFACT = "reference_profile.json"
 DATASET_NAME = "sklearn-diabetes"
 AZUREML_SCHEME = "azureml:"
 # MLflow speaks to `azureml://` tracking URIs only through Microsoft's plugin, which pins an older
@@ -315,6 +318,7 @@ def _log_model_run(mlflow: Any, task: Task, split: Any, alpha: float) -> tuple[s
 
     from diabetes_trainer.data import FEATURES, SOURCE, TARGET
     from diabetes_trainer.plots import predicted_vs_actual
+    from diabetes_trainer.reference import write_profile
 
     run_id = mlflow.active_run().info.run_id
     with step(f"fitting {task.name} with alpha={alpha:g}"):
@@ -333,11 +337,15 @@ def _log_model_run(mlflow: Any, task: Task, split: Any, alpha: float) -> tuple[s
         predicted_vs_actual(
             split.y_test.to_numpy(), fitted.y_score, folder / PLOT_ARTIFACT, title=title, ylabel=fitted.score_label
         )
+        inputs = task.inputs(split.x_train)
+        with step("profiling the training data"):
+            profile = write_profile(fitted.estimator, inputs, folder, source=f"{SOURCE} (training rows)")
         with step("logging the run's artifacts"):
             mlflow.log_artifact(str(pickle_path))
             mlflow.log_artifact(str(folder / PLOT_ARTIFACT))
+            mlflow.log_artifact(str(profile))
+        profile_bytes = profile.read_bytes()
     with step("logging the MLflow model"):
-        inputs = task.inputs(split.x_train)
         signature = infer_signature(inputs, fitted.estimator.predict(inputs))
         assert list(signature.inputs.input_names()) == list(FEATURES)
         model_info = mlflow.sklearn.log_model(
@@ -348,6 +356,11 @@ def _log_model_run(mlflow: Any, task: Task, split: Any, alpha: float) -> tuple[s
             # Explicit requirements: inferring them would spawn a slow subprocess for nothing.
             pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
         )
+    with step("logging the reference profile with the model"), tempfile.TemporaryDirectory() as tmp:
+        # Into the logged model's own folder, before it is registered: a download of the version has it.
+        kept = Path(tmp) / PROFILE_ARTIFACT
+        kept.write_bytes(profile_bytes)
+        mlflow.MlflowClient().log_model_artifact(model_info.model_id, str(kept))
     return run_id, model_info, fitted
 
 
