@@ -217,6 +217,20 @@ class Probes(_Strict):
         return self
 
 
+class PayloadLogging(_Strict):
+    """`diabetes serve --log-payloads DIR --log-sample-rate R`, and per-column redaction (the spec's only)."""
+
+    dir: str = Field(min_length=1)
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    # A column (a feature, `prediction`, `proba_<class>`) left out of the records, or logged as its sha256.
+    redact: dict[str, Literal["drop", "hash"]] = {}
+
+    @field_validator("sample_rate", mode="before")
+    @classmethod
+    def _rate_as_number(cls, value: Any) -> Any:
+        return float(value) if type(value) is int else value  # `sample_rate: 1` is a rate too
+
+
 class DeploymentSpec(_Strict):
     """`service/deployment.yaml`: one registered model served as one named service."""
 
@@ -232,6 +246,7 @@ class DeploymentSpec(_Strict):
     )
     # Per API key (per client address without keys), per replica: `diabetes serve --rate-limit`.
     rate_limit: str | None = None
+    payload_logging: PayloadLogging | None = None
     probes: Probes = Probes()
 
     @field_validator("name")
@@ -349,6 +364,11 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         values["no_auth"] = True
     if spec.rate_limit:
         values["rate_limit"] = spec.rate_limit
+    if spec.payload_logging is not None:
+        values["log_payloads"] = spec.payload_logging.dir
+        values["log_sample_rate"] = spec.payload_logging.sample_rate
+        if spec.payload_logging.redact:  # as DIABETES_LOG_REDACT holds it
+            values["log_redact"] = ",".join(f"{k}={v}" for k, v in spec.payload_logging.redact.items())
     if spec.model.follow:
         values["follow"] = True
     if spec.model.tracking_uri:
