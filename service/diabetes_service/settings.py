@@ -15,6 +15,7 @@ variables, names case-insensitive, a keyword argument winning over a variable).
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -208,6 +209,13 @@ class ServiceSettings(BaseModel):
                 f"--follow needs a models:/NAME@ALIAS or models:/NAME/latest URI, not {self.model_uri}"
                 " (a fixed version never moves)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _payloads_need_pyarrow(self) -> ServiceSettings:
+        # Found, not imported: pyarrow's import (~100 ms) is paid by the workers that log, not by every start.
+        if self.log_payloads and importlib.util.find_spec("pyarrow") is None:
+            raise ValueError("--log-payloads needs pyarrow: pip install 'diabetes-scoring[batch]'")
         return self
 
     @model_validator(mode="after")

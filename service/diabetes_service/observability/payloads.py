@@ -180,17 +180,17 @@ class PayloadSink:
 
     def _flush(self, batch: list[Any], rows: int) -> None:
         """One file per partition (model, version, date, hour); a partition that fails is dropped, counted."""
-        partitions: dict[tuple[str, str, str, str], list[Any]] = {}
+        partitions: dict[tuple[str, str, int], list[Any]] = {}
         for item in batch:
             entry = self._entry(item)
-            when = datetime.fromtimestamp(entry.timestamp, UTC)
-            key = (entry.name, UNVERSIONED.get(entry.version, entry.version), f"{when:%Y-%m-%d}", f"{when:%H}")
+            key = (entry.name, UNVERSIONED.get(entry.version, entry.version), int(entry.timestamp // 3600))
             partitions.setdefault(key, []).append(entry)
-        for key, entries in partitions.items():
+        for (name, version, hours), entries in partitions.items():
             count = sum(entry.rows for entry in entries)
+            when = datetime.fromtimestamp(hours * 3600, UTC)
             try:
                 table = self.records.build(entries, self.redact)
-                self._write(key, table)
+                self._write((name, version, f"{when:%Y-%m-%d}", f"{when:%H}"), table)
             except Exception as exc:  # whatever the disk or the data says, the call has its answer
                 self.failed += count
                 if self.broken is None:
