@@ -130,7 +130,9 @@ def test_scored_rows_and_refusals_are_on_disk_after_sigterm(service, example_mod
 def test_a_sink_that_breaks_and_recovers_fails_no_call(service, example_model_pkl, example_data, tmp_path) -> None:
     folder = tmp_path / "payloads"
     log = tmp_path / "serve.log"
-    svc = service(str(example_model_pkl), args=["--log-payloads", str(folder), "--metrics-port", "0"], log=log).start()
+    # From the environment this time (DIABETES_LOG_PAYLOADS), as a container sets it.
+    env = {"DIABETES_LOG_PAYLOADS": str(folder)}
+    svc = service(str(example_model_pkl), env=env, args=["--metrics-port", "0"], log=log).start()
     body = {"data": example_data.x_test[:5]}
     session = requests.Session()
 
@@ -254,3 +256,31 @@ def test_bad_payload_settings_are_refused_at_start(args, env, message, example_m
     )
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_typed_columns_keep_their_signature_types(tmp_path) -> None:
+    """A mixed-type pipeline (string, long, boolean, double, optional string; string labels): each column
+    under its own Arrow type, the label as a string, one proba column per class."""
+    from tests.support.mixed import records, save_mixed_model
+    from tests.support.service import ServiceProcess
+
+    model, frame = save_mixed_model(tmp_path / "model")
+    folder = tmp_path / "payloads"
+    rows = records(frame.head(12))
+    with ServiceProcess(str(tmp_path / "model"), args=["--log-payloads", str(folder)], ready_timeout=120) as svc:
+        for method in ("predict", "predict_proba"):
+            answer = requests.post(svc.url + "/score", json={"data": rows, "method": method}, timeout=10)
+            assert answer.status_code == 200, answer.text
+    table = read_records(folder)
+    schema = table.schema
+    assert schema.field("smoker").type == pa.string()
+    assert schema.field("age").type == pa.int64()
+    assert schema.field("active").type == pa.bool_()
+    assert schema.field("bmi").type == pa.float64()
+    assert schema.field("prediction").type == pa.string()
+    assert sorted(c for c in table.column_names if c.startswith("proba_")) == ["proba_high", "proba_low"]
+    predicted = table.filter(pa.compute.equal(table["method"], "predict")).sort_by("row").to_pylist()
+    assert [r["prediction"] for r in predicted] == list(model.predict(frame.head(12)))
+    assert [{c: r[c] for c in rows[0]} for r in predicted] == rows  # null notes stay null
+    probas = table.filter(pa.compute.equal(table["method"], "predict_proba")).sort_by("row")
+    assert probas["proba_high"].to_pylist() == pytest.approx(model.predict_proba(frame.head(12))[:, 0].tolist())
