@@ -105,8 +105,27 @@ def build(entries: Sequence[Entry], redact: dict[str, str]) -> pa.Table:
         key = tuple(entry.outputs) if entry.outputs else ()
         groups.setdefault(key, []).append(entry)
     tables = [_group(group, schema, core) for group in groups.values()]
-    table = pa.concat_tables(tables)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables([_plain(t) for t in tables])
     return _redacted(table, redact)
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Dictionary columns as plain strings: groups whose columns differ in kind concatenate."""
+    columns = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def write(table: pa.Table, path: Any) -> None:
+    """One Parquet file. Dictionary pages for the strings only: a float column of real traffic is
+    almost all distinct values, and trying a dictionary for it first cost ~8 µs per row here
+    (measured, 40,000 random rows x 11 float columns: 322 ms with, 32 ms without). Statistics only
+    where a reader filters (time, status). The Arrow schema is not stored: the dictionary columns
+    read back as the plain strings the Parquet types say."""
+    import pyarrow.parquet as pq
+
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
+    stats = [name for name in ("timestamp", "status") if name in table.column_names]
+    pq.write_table(table, path, use_dictionary=strings, write_statistics=stats, store_schema=False)
 
 
 def _group(entries: list[Entry], schema: pa.Schema, core: Any) -> pa.Table:
@@ -115,9 +134,16 @@ def _group(entries: list[Entry], schema: pa.Schema, core: Any) -> pa.Table:
     scored = bool(entries[0].outputs)
     each = np.repeat(np.arange(len(entries)), counts)  # the entry of each record
 
+    indices = None if total == len(entries) else pa.array(each.astype(np.int32))
+
     def per_entry(values: list[Any], kind: pa.DataType) -> pa.Array:
-        array = pa.array(values, kind)
-        return array if total == len(entries) else array.take(pa.array(each))
+        # A request's value on each of its rows: numbers repeated by numpy, strings as a dictionary
+        # array (no copy per row; Parquet writes it as the dictionary page it would have built).
+        if indices is None:
+            return pa.array(values, kind)
+        if pa.types.is_string(kind):
+            return pa.DictionaryArray.from_arrays(indices, pa.array(values, kind))
+        return pa.array(np.repeat(np.asarray(values), counts)).cast(kind)
 
     columns: dict[str, pa.Array] = {
         "request_id": per_entry([e.request_id for e in entries], pa.string()),
@@ -130,8 +156,9 @@ def _group(entries: list[Entry], schema: pa.Schema, core: Any) -> pa.Table:
         "model_name": per_entry([e.name for e in entries], pa.string()),
         "model_version": per_entry([e.version for e in entries], pa.string()),
         "status": per_entry([e.status for e in entries], pa.int32()),
-        "error": per_entry([None if scored else error_message(e.error) for e in entries], pa.string()),
     }
+    if not scored:  # a scored record's error stays null (a column of nulls, filled below)
+        columns["error"] = per_entry([error_message(e.error) for e in entries], pa.string())
     if scored:
         methods = list(entries[0].outputs)  # type: ignore[arg-type]
         columns["method"] = pa.array([methods[0]] * total, pa.string())
@@ -142,7 +169,8 @@ def _group(entries: list[Entry], schema: pa.Schema, core: Any) -> pa.Table:
         for method in methods:
             columns.update(_outputs(method, [e.outputs[method] for e in entries], core, schema))  # type: ignore[index]
     arrays = [columns[field.name] if field.name in columns else pa.nulls(total, field.type) for field in schema]
-    return pa.Table.from_arrays([_as(a, f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
+    arrays = [_as(a, f.type) for a, f in zip(arrays, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, names=schema.names)
 
 
 def _features(entries: list[Entry], core: Any, schema: pa.Schema) -> dict[str, pa.Array]:
@@ -152,7 +180,8 @@ def _features(entries: list[Entry], core: Any, schema: pa.Schema) -> dict[str, p
         merged = [[v for e in entries for v in e.inputs.columns[i]] for i in range(len(names))]
         return {name: _typed(values, schema.field(name).type) for name, values in zip(names, merged, strict=True)}
     matrix = np.concatenate([e.inputs for e in entries]) if len(entries) > 1 else np.asarray(first)
-    return {name: pa.array(matrix[:, i]) for i, name in enumerate(names)}
+    columns = np.ascontiguousarray(matrix.T)  # one copy; each column then becomes an Arrow array without one
+    return {name: pa.array(columns[i]) for i, name in enumerate(names)}
 
 
 def _typed(values: list[Any], kind: pa.DataType) -> pa.Array:
@@ -171,12 +200,13 @@ def _outputs(method: str, results: list[np.ndarray], core: Any, schema: pa.Schem
             return {}  # a multi-output model's predictions have no column in this schema
         return {"prediction": pa.array(values.tolist() if values.dtype == object else values)}
     if method == PREDICT_PROBA and core.classes is not None and values.ndim == 2:
-        return {f"proba_{label}": pa.array(values[:, i]) for i, label in enumerate(core.classes)}
+        columns = np.ascontiguousarray(values.T)
+        return {f"proba_{label}": pa.array(columns[i]) for i, label in enumerate(core.classes)}
     return {}
 
 
 def _as(array: pa.Array, kind: pa.DataType) -> pa.Array:
-    if array.type == kind:
+    if array.type == kind or (pa.types.is_dictionary(array.type) and array.type.value_type == kind):
         return array
     try:
         return array.cast(kind)

@@ -219,8 +219,6 @@ class PayloadSink:
         )
 
     def _write(self, key: tuple[str, str, str, str], table: Any) -> None:
-        import pyarrow.parquet as pq
-
         model, version, date, hour = key
         folder = self.directory / f"model={quote(model, safe='')}" / f"version={quote(version, safe='')}"
         folder = folder / f"date={date}" / f"hour={hour}"
@@ -228,7 +226,7 @@ class PayloadSink:
         name = f"{int(time.time() * 1000)}-{os.getpid()}-{uuid4().hex[:12]}.parquet"
         partial = folder / f".{name}.partial"
         try:
-            pq.write_table(table, partial)
+            self.records.write(table, partial)
             os.replace(partial, folder / name)
         finally:
             partial.unlink(missing_ok=True)
