@@ -260,3 +260,23 @@ def _sha256(value: Any) -> str:
     else:
         data = str(value).encode()
     return hashlib.sha256(data).hexdigest()
+
+
+def warm_up() -> None:
+    """Build and write (in memory) a scored and a refused record once, before the worker serves.
+
+    pyarrow imports its Parquet writer and compute kernels at their first use: ~0.3-0.4 s of the
+    writer thread's CPU measured here (2 workers, 100-row calls), holding the interpreter lock the
+    event loop needs, so that the first flush stalled the requests of that moment.
+    """
+    from types import SimpleNamespace
+
+    core = SimpleNamespace(
+        features=(SimpleNamespace(name="x", type="double"),),
+        feature_names=("x",),
+        methods=(PREDICT,),
+        classes=None,
+    )
+    scored = Entry(0.0, "warm", "p", "/r", "http", 200, None, "m", "v", core, np.zeros((2, 1)), {PREDICT: np.zeros(2)})
+    refused = Entry(0.0, "warm", "p", "/r", "http", 400, b'{"message": "m"}', "m", "v", core)
+    write(build([scored, scored, refused], {"x": "hash"}), pa.BufferOutputStream())

@@ -55,6 +55,7 @@ class PayloadSink:
         from diabetes_service.observability import payload_records  # pyarrow: only when payloads are logged
 
         self.records = payload_records
+        payload_records.warm_up()  # at the worker's start, not in its first flush (payload_records.py)
         self.directory = Path(settings.log_payloads)
         self.rate = settings.log_sample_rate
         self.redact = dict(settings.log_redact)
