@@ -51,6 +51,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ingress",
     )
     parser.add_argument(
+        "--log-payloads",
+        metavar="DIR",
+        help="payload logging: one Parquet record per scored row and per refused call under DIR, partitioned "
+        "model=/version=/date=/hour=; written off the request path, flushed at least every 10 s and on shutdown",
+    )
+    parser.add_argument(
+        "--log-sample-rate",
+        type=float,
+        metavar="R",
+        help="the share of calls payload logging keeps, 0 to 1 (default: 1)",
+    )
+    parser.add_argument(
         "--allow-pickle",
         action="store_true",
         default=None,
@@ -149,6 +161,8 @@ def build_settings(args: argparse.Namespace) -> Any:
         "trusted_types",
         "no_auth",
         "rate_limit",
+        "log_payloads",
+        "log_sample_rate",
         "access_log",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})

@@ -23,7 +23,7 @@ from loadtests.bench.probe import ProbeError, check_scored, post, wait_until_sco
 from loadtests.bench.processes import ServerProcess, free_port
 from loadtests.bench.results import Cell, Results, Startup
 from loadtests.bench.store import download_model_folder, train
-from loadtests.bench.targets import checks
+from loadtests.bench.targets import checks, payload_checks
 from loadtests.bench.wrk import WrkError, run_wrk, wrk_binary
 
 
@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "above the load, to measure the limiter's cost against --also-baseline)",
     )
     parser.add_argument(
+        "--log-payloads",
+        action="store_true",
+        help="with --also-baseline: run this checkout's side of the A/B with payload logging at 100%% sampling "
+        "(DIABETES_LOG_PAYLOADS, a temporary folder), over every --rows; a check per row count holds it to "
+        "issue 24's targets (>= 95%% of the baseline's req/s at 1 row, >= 90%% at 100 rows)",
+    )
+    parser.add_argument(
         "--ab-grpc",
         action="store_true",
         help="with --also-baseline: also alternate V2 gRPC ModelInfer calls (1-row, grpc_load.py) between the "
@@ -111,6 +118,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--also-baseline {args.also_baseline}: no service/diabetes_service there")
     if args.ab_grpc and not args.also_baseline:
         parser.error("--ab-grpc needs --also-baseline")
+    if args.log_payloads and not args.also_baseline:
+        parser.error("--log-payloads needs --also-baseline")
     return args
 
 
@@ -240,10 +249,15 @@ class Bench:
         if args.also_baseline:
             # Alternated, so that whatever else the machine does falls on both sides alike.
             this = replace(ours, key="ours-ab", label="diabetes serve, this checkout (A/B)")
+            ab_rows: tuple[int, ...] = (1,)
+            if args.log_payloads:
+                logged = {**this.env, "DIABETES_LOG_PAYLOADS": str(self._mkdir("payloads"))}
+                this = replace(this, label="diabetes serve, this checkout, payload logging (A/B)", env=logged)
+                ab_rows = args.rows
             peer = servers.baseline(store, store.model_uri, args.workers, cache, args.also_baseline)
             for _ in range(args.ab_rounds):
-                self.measure(peer, test_rows, (1,))
-                self.measure(this, test_rows, (1,))
+                self.measure(peer, test_rows, ab_rows)
+                self.measure(this, test_rows, ab_rows)
                 if args.ab_grpc:
                     grpc_case.ab_round(self, store, peer, this, test_rows)
         if args.also_no_access_log:
@@ -295,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.stop_all()
     found = checks(results, connections=args.connections, workers=args.workers)
+    if args.log_payloads:
+        found += payload_checks(results, max(args.connections), args.rows)
     found += v2.checks(results, max(args.connections))
     found += mixed.checks(results, max(args.connections))
     print(

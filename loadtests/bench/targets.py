@@ -97,6 +97,38 @@ def checks(results: Results, *, connections: tuple[int, ...], workers: int) -> l
     return out
 
 
+# Issue 24: what payload logging at 100% sampling may cost of /score's req/s, by rows per request.
+PAYLOAD_LOGGING_FLOOR = {1: 0.95, 100: 0.90}
+
+
+def payload_checks(results: Results, connections: int, rows_list: tuple[int, ...]) -> list[Check]:
+    """--log-payloads: this checkout logging every call against --also-baseline's (not logging), median
+    req/s of the alternated rounds, per row count."""
+    from statistics import median
+
+    out = []
+    for rows in rows_list:
+
+        def rates(server: str, rows: int = rows) -> list[float]:
+            cells = results.cells
+            return [c.wrk.req_per_s for c in cells if (c.server, c.rows, c.connections) == (server, rows, connections)]
+
+        this, peer = rates("ours-ab"), rates("baseline")
+        floor = PAYLOAD_LOGGING_FLOOR.get(rows, 0.90)
+        if not this or not peer:
+            continue
+        ratio = median(this) / median(peer)
+        out.append(
+            Check(
+                f"payload logging at 100%: {rows}-row req/s >= {floor:.0%} of the baseline (median of {len(this)} "
+                f"A/B rounds, {connections} conns)",
+                f"{ratio:.1%} ({median(this):,.0f} vs {median(peer):,.0f})",
+                ratio >= floor,
+            )
+        )
+    return out
+
+
 def _ab_check(
     results: Results, connections: int, this_key: str = "ours-ab", peer_key: str = "baseline", what: str = "1-row"
 ) -> Check | None:

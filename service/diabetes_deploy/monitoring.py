@@ -163,6 +163,18 @@ def alert_rules(slo: Slo | None = None, job_matcher: str = DEFAULT_JOB_MATCHER) 
                 "old one: see the supervisor's log for why.",
             },
         },
+        {
+            # Payload logging (--log-payloads) failed to write, or its queue was full: those records are
+            # gone; the requests themselves were answered.
+            "alert": "DiabetesPayloadRecordsDropped",
+            "expr": 'sum by (job, instance) (increase(diabetes_payload_records_total{outcome="dropped"}[10m])) > 0',
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "Payload records are being dropped",
+                "description": "{{ $labels.instance }} dropped {{ $value | humanize }} payload records in 10 minutes: "
+                "its payload folder cannot be written (see the log line that says why) or the writer falls behind.",
+            },
+        },
     ]
     return {"groups": [{"name": "diabetes-scoring", "rules": rules}]}
 
@@ -262,6 +274,19 @@ def dashboard() -> dict[str, Any]:
             "short",
             12,
             16,
+        ),
+        _panel(
+            7,
+            "Payload records (--log-payloads) by outcome",
+            [
+                (
+                    "sum by (outcome) (rate(diabetes_payload_records_total" + job + "[$__rate_interval]))",
+                    "{{outcome}}",
+                )
+            ],
+            "short",
+            0,
+            24,
         ),
     ]
     return {

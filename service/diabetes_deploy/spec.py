@@ -229,6 +229,20 @@ class DriftJob(_Strict):
     fail_on_drift: bool = True  # the Job fails (exit 3) on drift: kube_job_status_failed alerts
 
 
+class PayloadLogging(_Strict):
+    """`diabetes serve --log-payloads DIR --log-sample-rate R`, and per-column redaction (the spec's only)."""
+
+    dir: str = Field(min_length=1)
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    # A column (a feature, `prediction`, `proba_<class>`) left out of the records, or logged as its sha256.
+    redact: dict[str, Literal["drop", "hash"]] = {}
+
+    @field_validator("sample_rate", mode="before")
+    @classmethod
+    def _rate_as_number(cls, value: Any) -> Any:
+        return float(value) if type(value) is int else value  # `sample_rate: 1` is a rate too
+
+
 class DeploymentSpec(_Strict):
     """`service/deployment.yaml`: one registered model served as one named service."""
 
@@ -244,6 +258,7 @@ class DeploymentSpec(_Strict):
     )
     # Per API key (per client address without keys), per replica: `diabetes serve --rate-limit`.
     rate_limit: str | None = None
+    payload_logging: PayloadLogging | None = None
     probes: Probes = Probes()
     monitor: DriftJob | None = None
 
@@ -279,6 +294,17 @@ class DeploymentSpec(_Strict):
             raise ValueError(
                 "probes.termination_grace_period_seconds must cover pre_stop_seconds plus "
                 f"scoring_timeout_seconds ({self.scoring_timeout_seconds:g}s) so in-flight requests drain"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _drift_job_reads_the_payload_log(self) -> DeploymentSpec:
+        # The nightly job reads the folder the pods log to: two different folders would report on nothing.
+        logging, job = self.payload_logging, self.monitor
+        if logging is not None and job is not None and logging.dir != job.dir:
+            raise ValueError(
+                f"monitor.dir ({job.dir}) must be payload_logging.dir ({logging.dir}): the drift job reads "
+                "the records the pods write"
             )
         return self
 
@@ -362,6 +388,11 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         values["no_auth"] = True
     if spec.rate_limit:
         values["rate_limit"] = spec.rate_limit
+    if spec.payload_logging is not None:
+        values["log_payloads"] = spec.payload_logging.dir
+        values["log_sample_rate"] = spec.payload_logging.sample_rate
+        if spec.payload_logging.redact:  # as DIABETES_LOG_REDACT holds it
+            values["log_redact"] = ",".join(f"{k}={v}" for k, v in spec.payload_logging.redact.items())
     if spec.model.follow:
         values["follow"] = True
     if spec.model.tracking_uri:

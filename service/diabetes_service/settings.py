@@ -15,10 +15,11 @@ variables, names case-insensitive, a keyword argument winning over a variable).
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -30,6 +31,8 @@ FOLLOWABLE = re.compile(r"^models:/[^/@]+(@[^/]+|/latest)/?$")
 UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
 RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
 RATE_RULE = "must be a count per unit: N/s, N/min or N/h, e.g. 50/s or 3000/min"
+# Payload logging's per-column redaction (observability/payloads.py), as a variable holds it: `age=hash,sex=drop`.
+REDACTIONS = ("drop", "hash")
 
 
 def is_loopback(host: str) -> bool:
@@ -120,6 +123,13 @@ class ServiceSettings(BaseModel):
     webhook_secret: SecretStr | None = Field(
         default=None, description="MLflow webhook secret: enables POST /hooks/mlflow (signed deliveries re-resolve)"
     )
+    log_payloads: str | None = Field(
+        default=None, description="payload logging: one Parquet record per scored row and per refusal under this folder"
+    )
+    log_sample_rate: float = Field(default=1.0, ge=0, le=1, description="the share of calls payload logging keeps")
+    log_redact: dict[str, Literal["drop", "hash"]] = Field(
+        default_factory=dict, description="payload logging: columns left out (drop) or logged as their sha256 (hash)"
+    )
     heartbeat_timeout_seconds: float = Field(
         default=5.0, gt=0, description="a worker whose event loop is silent this long is killed and replaced"
     )
@@ -161,6 +171,25 @@ class ServiceSettings(BaseModel):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
+    @field_validator("log_payloads", mode="before")
+    @classmethod
+    def _no_payloads_when_empty(cls, value: object) -> object:
+        return None if value == "" else value  # an image built without payload logging sets the variable empty
+
+    @field_validator("log_redact", mode="before")
+    @classmethod
+    def _split_redactions(cls, value: object) -> object:
+        # DIABETES_LOG_REDACT and the spec's environment: `column=drop,column=hash`.
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in filter(None, (part.strip() for part in value.split(","))):
+            column, sep, how = part.partition("=")
+            if not sep or not column.strip() or how.strip() not in REDACTIONS:
+                raise ValueError(f"{part!r} must be COLUMN=drop or COLUMN=hash")
+            pairs[column.strip()] = how.strip()
+        return pairs
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -180,6 +209,13 @@ class ServiceSettings(BaseModel):
                 f"--follow needs a models:/NAME@ALIAS or models:/NAME/latest URI, not {self.model_uri}"
                 " (a fixed version never moves)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _payloads_need_pyarrow(self) -> ServiceSettings:
+        # Found, not imported: pyarrow's import (~100 ms) is paid by the workers that log, not by every start.
+        if self.log_payloads and importlib.util.find_spec("pyarrow") is None:
+            raise ValueError("--log-payloads needs pyarrow: pip install 'diabetes-scoring[batch]'")
         return self
 
     @model_validator(mode="after")

@@ -35,3 +35,28 @@ def test_ab_grpc_needs_a_baseline(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--ab-grpc"])
     assert "--ab-grpc needs --also-baseline" in capsys.readouterr().err
+
+
+def test_payload_logging_checks_hold_each_row_count_to_its_own_floor():
+    def cells(server: str, rows: int, rates: tuple[float, ...]) -> list[Cell]:
+        return [
+            Cell(server, server, rows, 16, WrkResult(int(r * 5), 5.0, 0, 0, 1.0, 2.0), 100.0, 1.0, 100.0) for r in rates
+        ]
+
+    measured = Results(
+        cells("baseline", 1, (1_000, 1_010, 990))
+        + cells("ours-ab", 1, (960, 940, 5_000))  # median 960: 96% of 1,000
+        + cells("baseline", 100, (500, 510, 490))
+        + cells("ours-ab", 100, (440, 445, 100))  # median 440: 88% of 500
+    )
+    checks = {
+        c.name.split(":")[1].split(" req/s")[0].strip(): c for c in targets.payload_checks(measured, 16, (1, 100))
+    }
+    assert (checks["1-row"].passed, checks["1-row"].measured.split(" ")[0]) == (True, "96.0%")
+    assert (checks["100-row"].passed, checks["100-row"].measured.split(" ")[0]) == (False, "88.0%")
+    assert targets.payload_checks(Results(cells("baseline", 1, (1_000,))), 16, (1,)) == []  # one side: no claim
+
+
+def test_log_payloads_needs_a_baseline():
+    with pytest.raises(SystemExit):
+        parse_args(["--log-payloads"])

@@ -66,6 +66,16 @@ def test_bad_monitor_sections_are_refused_naming_the_field(tmp_path: Path) -> No
     assert "Traceback" not in done.stderr
 
 
+def test_a_drift_job_on_another_folder_than_the_payload_log_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "deployment.yaml"
+    spec.write_text(SPEC.read_text() + MONITOR + "payload_logging:\n  dir: /var/log/elsewhere\n")
+    done = deploy_kubernetes(tmp_path / "k8s", "--image", "x:1", spec=spec)
+    assert done.returncode != 0
+    assert "monitor.dir" in done.stderr
+    assert "payload_logging.dir" in done.stderr
+    assert not (tmp_path / "k8s").exists()
+
+
 def test_the_jobs_shell_line_reports_the_last_hours_and_fails_on_drift(tmp_path: Path) -> None:
     """The rendered line, run by /bin/sh with the payload folder and the image's model in tmp_path."""
     line = _manifests(tmp_path)["drift-cronjob.yaml"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]

@@ -165,3 +165,31 @@ def test_spec_is_immutable() -> None:
     with pytest.raises(ValueError, match="frozen"):
         spec.name = "other"  # type: ignore[misc]
     assert isinstance(spec, DeploymentSpec)
+
+
+def test_payload_logging_reaches_serve_and_the_container_environment() -> None:
+    from diabetes_deploy.spec import serving_environment, serving_settings
+    from diabetes_service.settings import ServiceSettings
+
+    data = {
+        "name": "payloads",
+        "model": {"name": "m", "version": 1},
+        "auth": "none",
+        "payload_logging": {"dir": "/var/log/p", "sample_rate": 1, "redact": {"sex": "drop", "age": "hash"}},
+    }
+    spec = parse_spec(data)
+    settings = serving_settings(spec)
+    assert (settings["log_payloads"], settings["log_sample_rate"]) == ("/var/log/p", 1.0)
+    environment = serving_environment(spec)
+    assert environment["DIABETES_LOG_REDACT"] == "sex=drop,age=hash"
+    assert environment["DIABETES_LOG_SAMPLE_RATE"] == "1"
+    # What a container's worker builds from those variables.
+    served = ServiceSettings(**{k: settings[k] for k in ("log_payloads", "log_sample_rate", "log_redact")})
+    assert served.log_redact == {"sex": "drop", "age": "hash"}
+    for field, bad, words in (
+        ("redact", {"sex": "blur"}, "payload_logging.redact.sex: must be 'drop' or 'hash'"),
+        ("sample_rate", 1.5, "payload_logging.sample_rate: Input should be less than or equal to 1"),
+    ):
+        with pytest.raises(SpecError) as caught:
+            parse_spec({**data, "payload_logging": {**data["payload_logging"], field: bad}})
+        assert words in str(caught.value)

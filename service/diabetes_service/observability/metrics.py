@@ -36,6 +36,8 @@ FLUSH_SECONDS = 0.1
 # rules pin (the readiness probe's 200 and 503) or count as failed (5xx, 408) on the scoring route.
 RESTART_REASONS = ("exit", "signal", "heartbeat")
 SWAP_OUTCOMES = ("swapped", "refused")
+# Payload logging's accounting (observability/payloads.py): every sampled record is written or dropped.
+PAYLOAD_OUTCOMES = ("written", "dropped", "sampled_out")
 ALERTED_REQUESTS = (
     ("/health/ready", 200),
     ("/health/ready", 503),
@@ -64,6 +66,7 @@ class Totals:
         self.worker_restarts: dict[str, int] = {}
         self.crash_looping = 0
         self.model_swaps: dict[str, int] = {}
+        self.payload_records: dict[str, int] = {}
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -77,6 +80,7 @@ class Totals:
                 "worker_restarts": self.worker_restarts,
                 "crash_looping": self.crash_looping,
                 "model_swaps": self.model_swaps,
+                "payload_records": self.payload_records,
             }
         )
 
@@ -93,6 +97,7 @@ class Totals:
         _add_counts(self.worker_restarts, snapshot.get("worker_restarts", {}))
         self.crash_looping += snapshot.get("crash_looping", 0)
         _add_counts(self.model_swaps, snapshot.get("model_swaps", {}))
+        _add_counts(self.payload_records, snapshot.get("payload_records", {}))
 
 
 class Metrics:
@@ -124,6 +129,13 @@ class Metrics:
     def count_predictions(self, method: str, rows: int) -> None:
         predictions = self.totals.predictions
         predictions[method] = predictions.get(method, 0) + rows
+
+    def count_payload_records(self, outcome: str, count: int) -> None:
+        """Payload records by outcome (PAYLOAD_OUTCOMES); on the event loop's thread, as every count here."""
+        records = self.totals.payload_records
+        records[outcome] = records.get(outcome, 0) + count
+        if self._snapshot is not None:
+            self._flush.request()
 
     def serving(self, name: str, version: str, model_calls: dict[str, int], sha256: str | None = None) -> None:
         """A model is loaded (or swapped in): label it, and count its calls from `model_calls` (the runner's)."""
@@ -225,6 +237,12 @@ class _Exposition:
             "New model versions the supervisor prepared, by outcome (swapped, or refused and why)",
             "outcome",
             _with_zeros(totals.model_swaps, SWAP_OUTCOMES),
+        )
+        yield _labelled(
+            "diabetes_payload_records",
+            "Payload records (--log-payloads), by outcome: written, dropped (sink failing or queue full), sampled_out",
+            "outcome",
+            _with_zeros(totals.payload_records, PAYLOAD_OUTCOMES),
         )
         yield GaugeMetricFamily(
             "diabetes_workers_crash_looping",

@@ -98,6 +98,8 @@ class WorkerServer(uvicorn.Server):
             stopping = self.grpc.stop()  # already under way since SIGTERM: both drain side by side
             await super().shutdown(sockets)
             await stopping
+            # gRPC calls may end after the lifespan's shutdown: their payload records and log lines too.
+            self.scoring_app.envelope.shutdown()
             return
         await super().shutdown(sockets)
 

@@ -50,6 +50,7 @@ class ScoringApp:
             self.envelope.trace_steps(protocol)
         self.default_protocol = self.protocols[0]
         routes = [route for protocol in self.protocols for route in protocol.routes()]
+        self.envelope.log_routes({r.path: r.protocol.name for r in routes if r.method == "POST"}, "http")
         if settings.private_docs:
             routes = [replace(r, public=False) if r.path == "/swagger.json" else r for r in routes]
         self.routes = [*routes, *self._own_routes()]
@@ -186,7 +187,7 @@ class ScoringApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        envelope.close(call, response.status, response.rows, response.method, model)
+        envelope.close(call, response.status, response.rows, response.method, model, body)
 
     def _no_route(self, request: Request) -> HTTPError:
         allowed = self.router.allowed(request.path)

@@ -7,14 +7,16 @@ A transport (the ASGI app, the gRPC server) decodes nothing here: for each call 
   per key, per client address without keys), then for a scoring call a concurrency slot, within
   the worker's share of the replica's `max_concurrent_requests`; `release` gives the slot back;
 - `close`: metrics, the access log and the span's end, with the status the call was answered with
-  (a gRPC call's by the HTTP status REST gives the same outcome, so dashboards cover both).
+  (a gRPC call's by the HTTP status REST gives the same outcome, so dashboards cover both), and,
+  with `--log-payloads`, the call handed to the payload sink (observability/payloads.py: a queue
+  append; the records are built and written in its own thread).
 A refusal is raised as the caller's own error (`HTTPError` 401, `RateLimited` 429) or as a transport-neutral one
 (scoring/errors.py `TooManyInFlight`), which each protocol words its own way. The scoring timeout
 bounds the prediction itself, in the runner (scoring/runner.py): the one part of a call that can
 run long, and in a thread; a bound around the whole call here would cost a task per request.
 
-A cross-cutting step to come is one step here: payload records in `close`, the rollout's choice of
-model version in `open`, kept on the `Call`. The steps are plain methods the transport calls around
+A cross-cutting step to come is one step here: the rollout's choice of model version in `open`,
+kept on the `Call`. The steps are plain methods the transport calls around
 its own await, not a coroutine that wraps the handler: measured in a loop on this machine (Python
 3.11), the same steps cost ~0.5 µs a call inline and ~1.05 µs through a wrapping coroutine, and the
 difference is ~0.5% of a 1-row request's ~100 µs of server CPU, a quarter of the 2% a hot-path
@@ -67,6 +69,17 @@ class Envelope:
         self.spans = tracing.start(settings.service_name)  # None: OTEL_* unset, nothing at all changes
         if self.spans is not None:
             state.runner_type = self.spans.runner_type(state.runner_type)
+        self.payloads = None  # --log-payloads: the sink, its runner keeping each request's input and answer
+        if settings.log_payloads:
+            from diabetes_service.observability.payloads import PayloadSink
+
+            self.payloads = PayloadSink(settings, state, self.metrics.count_payload_records)
+            state.runner_type = self.payloads.runner_type(state.runner_type)
+
+    def log_routes(self, routes: dict[str, str], transport: str) -> None:
+        """A transport's scoring routes (label -> protocol name), whose calls payload logging records."""
+        if self.payloads is not None:
+            self.payloads.add_routes(routes, transport)
 
     def trace_steps(self, owner: Any) -> None:
         """Give `owner`'s parse steps (a protocol's `parse_steps`) their spans, tracing on."""
@@ -98,9 +111,16 @@ class Envelope:
         self.in_flight -= 1
 
     def close(
-        self, call: Call, status: int, rows: int = 0, method: str | None = None, model: ModelIdentity | None = None
+        self,
+        call: Call,
+        status: int,
+        rows: int = 0,
+        method: str | None = None,
+        model: ModelIdentity | None = None,
+        error: str | bytes | None = None,
     ) -> None:
-        """Count and log the answered call; `model`: the version that answered, where one did."""
+        """Count and log the answered call; `model`: the version that answered, where one did; `error`:
+        a refusal's message, or its HTTP body (read for its message off the request path)."""
         elapsed = perf_counter() - call.started
         metrics = self.metrics
         metrics.observe(call.route, status, elapsed)
@@ -111,9 +131,14 @@ class Envelope:
         if call.span is not None:
             name, version = (model.name, model.version) if model else (state.model_name, state.model_version)
             self.spans.close(call, status, rows, method, name, version)  # type: ignore[union-attr]
+        if self.payloads is not None:
+            self.payloads.offer(call.route, call.request_id, status, error, model)
 
     def shutdown(self) -> None:
-        """The worker stops: the access log's and the metrics' buffers leave."""
+        """The worker stops: the payload records, the access log's and the metrics' buffers leave.
+        Called again once gRPC has drained (supervisor/worker.py): each step can run twice."""
+        if self.payloads is not None:
+            self.payloads.close()
         self.access_log.flush()
         self.metrics.save()
 

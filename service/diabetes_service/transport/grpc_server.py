@@ -57,6 +57,7 @@ class GrpcCalls:
         self.limit = app.settings.max_body_bytes
         self.servicer = V2GrpcServicer(app.state)
         self.envelope.trace_steps(self.servicer)
+        self.envelope.log_routes({ROUTE + name: "v2" for name in SCORING}, "grpc")
         self.in_flight = 0
         self.draining = False
         self.idle = asyncio.Event()
@@ -78,7 +79,7 @@ class GrpcCalls:
         async def handle(stream: Any) -> None:
             call = envelope.open(GRPC_VERB, route, "", path, stream.metadata)
             sent_id = metadata_value(stream, "x-request-id")
-            rows, method, model, status = 0, None, None, 200
+            rows, method, model, status, message = 0, None, None, 200, None
             self.in_flight += 1
             self.idle.clear()
             try:
@@ -96,7 +97,7 @@ class GrpcCalls:
                 await stream.send_message(response)
             except REFUSALS as exc:
                 error = status_of(exc)
-                status, call.code = HTTP_STATUS.get(error.code, 400), error.code.value
+                status, call.code, message = HTTP_STATUS.get(error.code, 400), error.code.value, error.message
                 if isinstance(exc, RateLimited):  # counted as 429, its Retry-After as trailing metadata
                     status = 429
                     retry = [(name.decode(), value.decode()) for name, value in exc.headers]
@@ -108,14 +109,14 @@ class GrpcCalls:
             except Exception:
                 call.request_id = request_id(sent_id)
                 log.exception("unexpected error (gRPC %s, request %s)", name, call.request_id)
-                status, call.code = 500, Status.INTERNAL.value
+                status, call.code, message = 500, Status.INTERNAL.value, "internal error"
                 raise GRPCError(Status.INTERNAL, f"internal error; quote request id {call.request_id}") from None
             finally:
                 self.in_flight -= 1
                 if not self.in_flight:
                     self.idle.set()
                 call.request_id = call.request_id or request_id(sent_id)
-                envelope.close(call, status, rows, method, model)
+                envelope.close(call, status, rows, method, model, message)
 
         return handle
 

@@ -1,0 +1,233 @@
+"""Payload logging (`--log-payloads DIR`): what every scoring call was asked and answered, as Parquet.
+
+The envelope's close step (transport/envelope.py) hands each answered call on a scoring route, REST
+or gRPC, to `PayloadSink.offer`: the request's already-checked input and the model's answer (kept by
+the runner subclass below, in a context variable of the request's task), or a refusal's status and
+message. `offer` only samples (`--log-sample-rate`), counts and appends to a bounded queue; a writer
+thread per worker turns the queue into records (payload_records.py) and writes one Parquet file per
+partition DIR/model=<name>/version=<version>/date=YYYY-MM-DD/hour=HH/ at least every FLUSH_SECONDS,
+and at shutdown (SIGTERM drains the queue: every sampled record is on disk). A file is written under
+a dot-name and renamed, so a reader (pyarrow, DuckDB, Spark all skip dot-files) never sees half of one.
+
+The sink never fails a request: a full queue or a failing write (disk full, the folder gone) drops the
+records, and `diabetes_payload_records_total{outcome}` counts every record: written, dropped or
+sampled_out, so that written + dropped = sampled. A failing sink logs one line when it breaks and one
+when it recovers, not one per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from pathlib import Path
+from random import random
+from typing import Any
+from urllib.parse import quote
+from uuid import uuid4
+
+log = logging.getLogger("diabetes_service")
+
+# At least this often a batch of records is on disk (the writer wakes every POLL_SECONDS).
+FLUSH_SECONDS = 10.0
+POLL_SECONDS = 1.0
+# Records one worker may hold waiting for its writer (~10 MB for 10 double features); past it, dropped.
+MAX_QUEUED_ROWS = 100_000
+# The writer wakes early for a batch this large.
+BATCH_ROWS = 20_000
+# A model served from a file or folder, not a registry: its partition's version.
+UNVERSIONED = {"local": "none"}
+
+# What the request running in this task scored: (input, method, answer, core, the previous link), or
+# None. Each request runs in a task of its own (uvicorn's, grpclib's), so nothing leaks between them.
+scored: ContextVar[tuple | None] = ContextVar("diabetes_scored", default=None)
+
+
+class PayloadSink:
+    def __init__(self, settings: Any, state: Any, count: Callable[[str, int], None]) -> None:
+        from diabetes_service.observability import payload_records  # pyarrow: only when payloads are logged
+
+        self.records = payload_records
+        payload_records.warm_up()  # at the worker's start, not in its first flush (payload_records.py)
+        self.directory = Path(settings.log_payloads)
+        self.rate = settings.log_sample_rate
+        self.redact = dict(settings.log_redact)
+        self.state = state  # the served model, for a refusal's name, version and columns
+        self.count = count  # Metrics.count_payload_records, on the event loop's thread
+        self.routes: dict[str, tuple[str, str]] = {}  # route label -> (protocol, transport)
+        self.queue: deque[Any] = deque()
+        self.offered = 0  # rows queued, by the event loop
+        self.taken = 0  # rows taken, by the writer
+        self.full = False
+        # The writer's own counts, reported to the loop's metrics by `_report` (deltas).
+        self.written = self.failed = 0
+        self.reported = [0, 0]
+        self.broken: str | None = None
+        self.wake = threading.Event()
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add_routes(self, routes: dict[str, str], transport: str) -> None:
+        """The scoring routes (label -> protocol name) of a transport: only their calls are logged."""
+        self.routes.update({route: (protocol, transport) for route, protocol in routes.items()})
+
+    def runner_type(self, base: type) -> type:
+        """`base` (the scoring runner) keeping what each prediction was given and answered."""
+
+        class KeptRunner(base):  # type: ignore[valid-type, misc]
+            async def predict(self, matrix: Any, method: str) -> Any:
+                result = await super().predict(matrix, method)
+                scored.set((matrix, method, result, self.core, scored.get()))
+                return result
+
+        KeptRunner.__name__ = KeptRunner.__qualname__ = f"Kept{base.__name__}"
+        return KeptRunner
+
+    # -- the event loop's side: cheap -----------------------------------------------------------
+
+    def offer(self, route: str, request_id: str, status: int, error: str | bytes | None, model: Any) -> None:
+        where = self.routes.get(route)
+        if where is None:
+            return
+        if status < 400:
+            kept, error = scored.get(), None
+            if kept is None:
+                return  # answered without scoring: nothing to log
+        else:
+            kept = None  # a refusal: its status and message, never its body
+        rows = len(kept[0]) if kept is not None else 1
+        if self.rate < 1.0 and random() >= self.rate:  # noqa: S311 - a sample, not a secret
+            self.count("sampled_out", rows)
+            return
+        if self.offered - self.taken + rows > MAX_QUEUED_ROWS:
+            if not self.full:
+                self.full = True
+                log.warning("payload logging: queue full (%d records waiting); dropping records", MAX_QUEUED_ROWS)
+            self.count("dropped", rows)
+            return
+        if self.full:
+            self.full = False
+            log.warning("payload logging: queue drained; logging records again")
+        self.queue.append((time.time(), request_id, route, where, status, error, model, kept))
+        self.offered += rows
+        if self.thread is None:
+            self._start()
+        if self.offered - self.taken >= BATCH_ROWS and not self.wake.is_set():
+            self.wake.set()
+
+    def _start(self) -> None:
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="payload-writer", daemon=True)
+        self.thread.start()
+
+    def _report(self) -> None:
+        """The writer's counts since the last report, into the metrics (on the loop's thread)."""
+        written, failed = self.written, self.failed
+        if written > self.reported[0]:
+            self.count("written", written - self.reported[0])
+        if failed > self.reported[1]:
+            self.count("dropped", failed - self.reported[1])
+        self.reported = [written, failed]
+
+    def close(self) -> None:
+        """Write every queued record and stop the writer (SIGTERM). A later offer starts it again."""
+        thread = self.thread
+        if thread is not None:
+            self.stopping = True
+            self.wake.set()
+            thread.join()
+            self.thread = None
+        self._report()
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        batch: list[Any] = []
+        rows, since = 0, time.monotonic()
+        while True:
+            self.wake.wait(POLL_SECONDS)
+            self.wake.clear()
+            stopping = self.stopping
+            while self.queue:
+                item = self.queue.popleft()
+                kept = item[-1]
+                n = len(kept[0]) if kept is not None else 1
+                if not batch:
+                    since = time.monotonic()
+                batch.append(item)
+                rows += n
+                self.taken += n
+            due = time.monotonic() - since >= FLUSH_SECONDS - POLL_SECONDS
+            if batch and (stopping or due or rows >= BATCH_ROWS):
+                self._flush(batch, rows)
+                batch, rows = [], 0
+                if self.loop is not None and not stopping:
+                    with contextlib.suppress(RuntimeError):  # the loop is closed: close() reports
+                        self.loop.call_soon_threadsafe(self._report)
+            if stopping and not self.queue:
+                return
+
+    def _flush(self, batch: list[Any], rows: int) -> None:
+        """One file per partition (model, version, date, hour); a partition that fails is dropped, counted."""
+        partitions: dict[tuple[str, str, int], list[Any]] = {}
+        for item in batch:
+            entry = self._entry(item)
+            key = (entry.name, UNVERSIONED.get(entry.version, entry.version), int(entry.timestamp // 3600))
+            partitions.setdefault(key, []).append(entry)
+        for (name, version, hours), entries in partitions.items():
+            count = sum(entry.rows for entry in entries)
+            when = datetime.fromtimestamp(hours * 3600, UTC)
+            try:
+                table = self.records.build(entries, self.redact)
+                self._write((name, version, f"{when:%Y-%m-%d}", f"{when:%H}"), table)
+            except Exception as exc:  # whatever the disk or the data says, the call has its answer
+                self.failed += count
+                if self.broken is None:
+                    self.broken = f"{type(exc).__name__}: {exc}"
+                    log.error("payload logging: cannot write to %s (%s); dropping records", self.directory, self.broken)
+                continue
+            self.written += count
+            if self.broken is not None:
+                self.broken = None
+                log.warning("payload logging: writing to %s again", self.directory)
+
+    def _entry(self, item: tuple) -> Any:
+        stamp, request_id, route, (protocol, transport), status, error, model, kept = item
+        outputs: dict[str, Any] | None = None
+        inputs = core = None
+        while kept is not None:  # the request's predictions, last first
+            inputs, method, result, core, kept = kept
+            outputs = {method: result, **(outputs or {})}
+        if core is None:
+            core = self.state.core
+        identity = model or (core.identity if core is not None else None)
+        state = self.state
+        name, version = (identity.name, identity.version) if identity else (state.model_name, state.model_version)
+        return self.records.Entry(
+            stamp, request_id, protocol, route, transport, status, error, name, version, core, inputs, outputs
+        )
+
+    def _write(self, key: tuple[str, str, str, str], table: Any) -> None:
+        model, version, date, hour = key
+        folder = self.directory / f"model={quote(model, safe='')}" / f"version={quote(version, safe='')}"
+        folder = folder / f"date={date}" / f"hour={hour}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{int(time.time() * 1000)}-{os.getpid()}-{uuid4().hex[:12]}.parquet"
+        partial = folder / f".{name}.partial"
+        try:
+            self.records.write(table, partial)
+            os.replace(partial, folder / name)
+        finally:
+            partial.unlink(missing_ok=True)
