@@ -67,7 +67,7 @@ def alias_version(uri: str, alias: str) -> str | None:
 
     with store(uri) as client:
         try:
-            return client.get_model_version_by_alias(MODEL, alias).version
+            return str(client.get_model_version_by_alias(MODEL, alias).version)
         except MlflowException:
             return None
 
@@ -82,7 +82,7 @@ def test_a_canary_answers_its_share_and_a_routing_key_sticks_to_one_version(serv
     uri, env = registry
     set_aliases(uri, champion="1", challenger="2")
     args = ["--challenger", CHALLENGER, "--rollout", "canary", "--canary-percent", "30"]
-    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args).start()
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
     row = example_data.x_test[0]
     values: dict[str, set[float]] = {}
     with requests.Session() as session:
@@ -132,7 +132,7 @@ def test_shadow_answers_with_the_champion_and_counts_every_copy(service, registr
     uri, env = registry
     set_aliases(uri, champion="1", challenger="2")
     args = ["--challenger", CHALLENGER, "--rollout", "shadow"]
-    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args).start()
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
     rows = example_data.x_test[:5]
     with requests.Session() as session:
         for _ in range(200):
@@ -158,7 +158,7 @@ def test_a_failing_challenger_is_rolled_back_and_its_alias_removed(service, regi
     uri, env = registry
     set_aliases(uri, champion="1", challenger="3")
     args = ["--challenger", CHALLENGER, "--rollout", "canary", "--canary-percent", "30", "--rollback-alias"]
-    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args).start()
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
     good = example_data.x_test[0]
     bad = [-2.0, *good[1:]]  # log1p(-2) is NaN: the challenger cannot score it, the champion can
     statuses, versions = Counter(), []
@@ -187,9 +187,11 @@ def test_a_healthy_challenger_is_promoted(service, registry, example_data):
         *("--challenger", CHALLENGER, "--rollout", "canary", "--canary-percent", "50"),
         *("--promote-after", "2s", "--guard-min-calls", "20", "--follow", "--follow-interval", "30"),
     ]
-    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args).start()
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
     row = example_data.x_test[0]
-    deadline = time.monotonic() + 90
+    # Promotion, then the registry write and the champion's new preparation (each a child importing
+    # MLflow: a minute and more on a busy shared machine).
+    deadline = time.monotonic() + 300
     with requests.Session() as session:
         while True:
             answers = [session.post(svc.url + "/score", json={"data": [row]}, timeout=10) for _ in range(20)]
