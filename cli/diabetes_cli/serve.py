@@ -115,7 +115,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one JSON line per request on standard output (default: off on an interactive terminal, "
         "on otherwise, as in containers; DIABETES_ACCESS_LOG=1/0)",
     )
+    _rollout_flags(parser)
     parser.set_defaults(handler=run)
+
+
+def _rollout_flags(parser: argparse.ArgumentParser) -> None:
+    """Safe rollout (docs/rollout.md): a challenger beside the champion, guardrails, rollback, promotion."""
+    group = parser.add_argument_group("safe rollout")
+    group.add_argument("--challenger", metavar="URI", help="a second version, e.g. models:/NAME@challenger")
+    group.add_argument(
+        "--rollout",
+        choices=("shadow", "canary"),
+        help="shadow: the champion answers, the challenger scores a copy off the request path; "
+        "canary: the challenger answers --canary-percent of calls (a call it fails is answered by the champion)",
+    )
+    group.add_argument("--canary-percent", type=float, metavar="P", help="share of calls for the challenger (10)")
+    group.add_argument(
+        "--routing-header", metavar="NAME", help="a header whose value's hash keeps a caller on one version"
+    )
+    group.add_argument(
+        "--rollback-alias", action="store_true", default=None, help="on rollback, remove the challenger's alias"
+    )
+    group.add_argument(
+        "--promote-after",
+        metavar="DURATION",
+        help="once the guardrails held this long (e.g. 30m) and over --guard-min-calls, move the champion alias "
+        "to the challenger's version",
+    )
+    group.add_argument("--guard-error-rate", type=float, metavar="R", help="rollback past this failed share (0.01)")
+    group.add_argument("--guard-p99-ms", type=float, metavar="MS", help="rollback past this challenger p99")
+    group.add_argument(
+        "--guard-divergence", type=float, metavar="R", help="rollback past this share of rows far from the champion"
+    )
+    group.add_argument("--guard-min-calls", type=int, metavar="N", help="challenger calls a decision needs (50)")
 
 
 def _from_spec(path: str) -> dict[str, Any]:
@@ -164,6 +196,16 @@ def build_settings(args: argparse.Namespace) -> Any:
         "log_payloads",
         "log_sample_rate",
         "access_log",
+        "challenger",
+        "rollout",
+        "canary_percent",
+        "routing_header",
+        "rollback_alias",
+        "promote_after",
+        "guard_error_rate",
+        "guard_p99_ms",
+        "guard_divergence",
+        "guard_min_calls",
     )
     values.update({name: getattr(args, name, None) for name in flags if getattr(args, name, None) is not None})
     try:

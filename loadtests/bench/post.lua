@@ -9,6 +9,13 @@ end
 local file = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.body = file:read("*a")
 file:close()
+-- A paced load (loadtests/bench/shadow.py): each connection waits $BENCH_DELAY_MS between requests.
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pause then
+  function delay()
+    return pause
+  end
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

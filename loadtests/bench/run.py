@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from loadtests.bench import grpc_case, mixed, report, servers, v2
+from loadtests.bench import grpc_case, mixed, report, servers, shadow, v2
 from loadtests.bench.data import example_test_rows, save_pipeline, take_rows
 from loadtests.bench.probe import ProbeError, check_scored, post, wait_until_scoring
 from loadtests.bench.processes import ServerProcess, free_port
@@ -109,6 +109,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also measure the mixed-type pipeline (diabetes train --task pipeline: a string and an integer "
         "column) on /invocations, /score and V2, and `mlflow models serve` on the same model and body, 1-row",
     )
+    parser.add_argument(
+        "--also-shadow",
+        action="store_true",
+        help="also measure the champion's 1-row p99 with a shadow challenger on against off, at half the "
+        "saturation load, alternating --ab-rounds times (issue 25's target: at most 1.1x)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a server may take to be ready")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     args = parser.parse_args(argv)
@@ -144,6 +150,7 @@ class Bench:
         self.running: list[ServerProcess] = []
         self.starts = itertools.count(1)
         self.results = Results([])
+        self.shadow_lines: list[str] = []  # --also-shadow's figures (shadow.py)
 
     def launch(self, server: servers.Server, test_rows: list[list[float]]) -> ServerProcess:
         port = free_port()
@@ -277,6 +284,8 @@ class Bench:
             v2.measure_peers(self, store, folder, test_rows, progress)
         if args.also_mixed:
             mixed.measure(self, store, cache, progress)
+        if args.also_shadow:
+            self.shadow_lines = shadow.measure(self, store, cache, test_rows, progress)
         return self.results
 
     def _mkdir(self, name: str) -> Path:
@@ -324,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print()
     print(report.checks_table(found))
+    for line in bench.shadow_lines:
+        print(line)
     cpu = report.cpu_lines(results, connections=max(args.connections))
     if cpu:
         print()

@@ -51,9 +51,11 @@ def run_wrk(
     seconds: float,
     timeout: float,
     headers: tuple[tuple[str, str], ...] = (),
+    delay_ms: int | None = None,
 ) -> WrkResult:
     """POST `body_file` to `url` for `seconds` over `connections` keep-alive connections, with `headers`
-    besides Content-Type: application/json."""
+    besides Content-Type: application/json; `delay_ms`: each connection waits so long between requests
+    (a paced load below saturation)."""
     cmd = [
         wrk_binary(),
         f"--threads={max(1, min(threads, connections))}",
@@ -65,6 +67,8 @@ def run_wrk(
     ]
     extra = "\n".join(f"{name}: {value}" for name, value in headers)
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_HEADERS": extra}
+    if delay_ms is not None:
+        env["BENCH_DELAY_MS"] = str(delay_ms)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + timeout + 30, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:

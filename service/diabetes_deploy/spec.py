@@ -183,6 +183,33 @@ class Auth(_Strict):
         return data
 
 
+class Rollout(_Strict):
+    """A safe rollout (docs/rollout.md): a challenger version of the same registered model, beside it in
+    every pod (`diabetes serve --challenger --rollout`); the registry must be reachable (model.tracking_uri)."""
+
+    challenger_alias: str | None = None
+    challenger_version: int | None = Field(default=None, ge=1)
+    mode: Literal["shadow", "canary"]
+    canary_percent: float = Field(default=10.0, ge=0, le=100)
+    routing_header: str = Field(default="x-routing-key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    rollback_alias: bool = False  # remove the challenger's alias when the guardrails roll it back
+    promote_after: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?[smhd]?$")  # e.g. 30m
+    guard_error_rate: float = Field(default=0.01, ge=0, le=1)
+    guard_p99_ms: float | None = Field(default=None, gt=0)
+    guard_divergence: float | None = Field(default=None, ge=0, le=1)
+    guard_min_calls: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _one_challenger(self) -> Rollout:
+        if (self.challenger_alias is None) == (self.challenger_version is None):
+            raise ValueError("rollout: give exactly one of challenger_alias and challenger_version")
+        if self.challenger_alias is not None and not ALIAS_PATTERN.match(self.challenger_alias):
+            raise ValueError("rollout.challenger_alias: must be an alias name (letters, digits, '_', '-')")
+        if self.rollback_alias and self.challenger_alias is None:
+            raise ValueError("rollout.rollback_alias needs a challenger_alias")
+        return self
+
+
 class Probe(_Strict):
     """Timings of one HTTP probe (Kubernetes' field names, in seconds)."""
 
@@ -261,6 +288,7 @@ class DeploymentSpec(_Strict):
     payload_logging: PayloadLogging | None = None
     probes: Probes = Probes()
     monitor: DriftJob | None = None
+    rollout: Rollout | None = None  # a challenger beside the model (docs/rollout.md)
 
     @field_validator("name")
     @classmethod
@@ -286,6 +314,12 @@ class DeploymentSpec(_Strict):
         if isinstance(value, str):
             raise ValueError("must be none or {enabled: true|false}")
         return value
+
+    @model_validator(mode="after")
+    def _promotion_moves_an_alias(self) -> DeploymentSpec:
+        if self.rollout is not None and self.rollout.promote_after and self.model.alias is None:
+            raise ValueError("rollout.promote_after moves the model's alias: give model.alias, not model.version")
+        return self
 
     @model_validator(mode="after")
     def _grace_covers_scoring(self) -> DeploymentSpec:
@@ -405,6 +439,27 @@ def serving_settings(spec: DeploymentSpec) -> dict[str, Any]:
         values["trusted_types"] = ",".join(spec.model.trusted_types)
     if spec.model.allow_version_mismatch:
         values["allow_version_mismatch"] = True
+    if spec.rollout is not None:
+        values.update(_rollout_settings(spec.model.name, spec.rollout))
+    return values
+
+
+def _rollout_settings(model: str, rollout: Rollout) -> dict[str, Any]:
+    """The spec's `rollout` section as `diabetes serve`'s settings (and so the pods' DIABETES_* variables)."""
+    at = f"@{rollout.challenger_alias}" if rollout.challenger_alias else f"/{rollout.challenger_version}"
+    values: dict[str, Any] = {
+        "challenger": f"models:/{model}{at}",
+        "rollout": rollout.mode,
+        "canary_percent": rollout.canary_percent,
+        "routing_header": rollout.routing_header,
+        "guard_error_rate": rollout.guard_error_rate,
+        "guard_min_calls": rollout.guard_min_calls,
+    }
+    if rollout.rollback_alias:
+        values["rollback_alias"] = True
+    for name in ("promote_after", "guard_p99_ms", "guard_divergence"):
+        if getattr(rollout, name) is not None:
+            values[name] = getattr(rollout, name)
     return values
 
 

@@ -9,6 +9,10 @@ service unready.
 Each worker also beats here from its event loop; the supervisor replaces one whose beat stops (a
 SIGSTOP, a model call stuck in C on the loop). The model's generation says when the supervisor has
 prepared a new version: each worker then loads it and swaps it in between requests.
+
+With a safe rollout (scoring/rollout.py) the challenger has a generation of its own, and the
+rollout's state lives here too: a guardrail that trips in one worker stops the challenger in every
+worker at their next call, and the supervisor, which alone talks to the registry, sees it on its tick.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ COLD = 0  # listening, still loading the model: answers 503 to scoring
 WARM = 1  # listening and warm
 AWAY = 2  # not accepting: a replacement loading its model (live workers adopt its socket), a dead worker's slot
 
+# The rollout's state (supervisor/rollout.py names them for the metrics).
+ACTIVE = 0  # the challenger takes its share of traffic (canary) or shadow copies
+ROLLED_BACK = 1  # a guardrail tripped: the champion answers everything
+PROMOTED = 2  # the champion alias moved to the challenger's version
+
 
 class WorkerBoard:
     def __init__(self, workers: int) -> None:
@@ -28,6 +37,9 @@ class WorkerBoard:
         self._state = RawArray(ctypes.c_byte, workers)
         self._beat = RawArray(ctypes.c_double, workers)  # time.monotonic(): one clock for every process
         self._generation = RawArray(ctypes.c_long, 1)  # bumped when a new model version is announced
+        self._challenger_generation = RawArray(ctypes.c_long, 1)  # the same, for a rollout's challenger
+        self._rollout = RawArray(ctypes.c_byte, 1)  # ACTIVE, ROLLED_BACK or PROMOTED
+        self._challenger_calls = RawArray(ctypes.c_long, workers)  # each worker's challenger calls, for promotion
 
     def mark(self, slot: int, state: int) -> None:
         self._state[slot] = state
@@ -46,6 +58,24 @@ class WorkerBoard:
 
     def generation(self) -> int:
         return self._generation[0]
+
+    def announce_challenger(self, generation: int) -> None:
+        self._challenger_generation[0] = generation
+
+    def challenger_generation(self) -> int:
+        return self._challenger_generation[0]
+
+    def rollout_state(self) -> int:
+        return self._rollout[0]
+
+    def set_rollout_state(self, state: int) -> None:
+        self._rollout[0] = state
+
+    def count_challenger_call(self, slot: int) -> None:
+        self._challenger_calls[slot] += 1
+
+    def challenger_calls(self) -> int:
+        return sum(self._challenger_calls)
 
     def all_warm(self) -> bool:
         """Every listening worker is warm, and at least one is."""

@@ -33,6 +33,10 @@ RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
 RATE_RULE = "must be a count per unit: N/s, N/min or N/h, e.g. 50/s or 3000/min"
 # Payload logging's per-column redaction (observability/payloads.py), as a variable holds it: `age=hash,sex=drop`.
 REDACTIONS = ("drop", "hash")
+# `--promote-after`'s form: seconds, or a count of s, m, h or d.
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+ALIASED = re.compile(r"^models:/([^/@]+)@([^/]+)/?$")
 
 
 def is_loopback(host: str) -> bool:
@@ -43,6 +47,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def seconds_of(duration: str) -> float:
+    """`90` or `90s` -> 90.0, `30m` -> 1800.0, `2h`, `1d`; ValueError naming the form otherwise."""
+    match = DURATION.match(duration.lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError("must be a duration: seconds, or a count of s, m, h or d, e.g. 30m")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
 
 
 def per_second(rate: str) -> float:
@@ -134,6 +146,30 @@ class ServiceSettings(BaseModel):
         default=5.0, gt=0, description="a worker whose event loop is silent this long is killed and replaced"
     )
 
+    # Safe rollout (scoring/rollout.py, supervisor/rollout.py): a second registered version beside the champion.
+    challenger: str | None = Field(default=None, description="the challenger's URI, e.g. models:/NAME@challenger")
+    rollout: Literal["shadow", "canary"] | None = Field(
+        default=None, description="shadow: the challenger scores a copy; canary: it answers canary_percent of calls"
+    )
+    canary_percent: float = Field(default=10.0, ge=0, le=100, description="share of calls the challenger answers")
+    routing_header: str = Field(
+        default="x-routing-key", min_length=1, description="its value's hash picks the version, sticky (canary)"
+    )
+    rollback_alias: bool = Field(default=False, description="on rollback, remove the challenger's alias")
+    promote_after: str | None = Field(
+        default=None, description="move the champion alias to the challenger once the guardrails held this long"
+    )
+    guard_error_rate: float = Field(default=0.01, ge=0, le=1, description="rollback past this share of failed calls")
+    guard_p99_ms: float | None = Field(default=None, gt=0, description="rollback past this challenger p99")
+    guard_divergence: float | None = Field(
+        default=None, ge=0, le=1, description="rollback past this share of rows far from the champion's answers"
+    )
+    guard_min_calls: int = Field(default=50, ge=1, description="challenger calls a guardrail decision needs")
+    divergence_tolerance: float = Field(
+        default=0.1, ge=0, description="a row diverges when further than this, relative to the champion's answer"
+    )
+    shadow_queue: int = Field(default=256, ge=1, description="shadow copies waiting at most; a full queue drops")
+
     @model_validator(mode="before")
     @classmethod
     def _environment_under_arguments(cls, values: Any) -> Any:
@@ -210,6 +246,40 @@ class ServiceSettings(BaseModel):
                 " (a fixed version never moves)"
             )
         return self
+
+    @field_validator("challenger", "rollout", "promote_after", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value  # an image built without a rollout sets the variables empty
+
+    @field_validator("promote_after")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            seconds_of(value)  # ValueError: names the form
+        return value
+
+    @model_validator(mode="after")
+    def _rollout_is_whole(self) -> ServiceSettings:
+        if (self.challenger is None) != (self.rollout is None):
+            raise ValueError("--challenger and --rollout shadow|canary go together")
+        if self.challenger is None and (self.rollback_alias or self.promote_after):
+            raise ValueError("--rollback-alias and --promote-after need --challenger and --rollout")
+        if self.rollback_alias and not (self.challenger and ALIASED.match(self.challenger)):
+            raise ValueError(f"--rollback-alias needs a models:/NAME@ALIAS challenger, not {self.challenger}")
+        if self.promote_after:
+            champion = ALIASED.match(self.model_uri)
+            same_model = champion and re.match(rf"^models:/{re.escape(champion.group(1))}[/@]", self.challenger or "")
+            if not same_model:
+                raise ValueError(
+                    "--promote-after moves the champion's alias: it needs a models:/NAME@ALIAS model URI and a "
+                    f"challenger of the same registered model NAME (not {self.model_uri} and {self.challenger})"
+                )
+        return self
+
+    @property
+    def promote_after_seconds(self) -> float | None:
+        return None if self.promote_after is None else seconds_of(self.promote_after)
 
     @model_validator(mode="after")
     def _payloads_need_pyarrow(self) -> ServiceSettings:

@@ -66,6 +66,11 @@ def announce(resolved: ResolvedModel, path: Path) -> None:
     os.replace(partial, path)
 
 
+def challenger_announcement(prepared_file: str | Path) -> Path:
+    """Where the supervisor announces a safe rollout's challenger, beside the model's announcement."""
+    return Path(prepared_file).with_name("prepared-challenger.json")
+
+
 def await_announcement(path: Path, give_up: Callable[[], bool]) -> ResolvedModel | None:
     """The prepared model, once the supervisor has announced it; None if `give_up()` first."""
     parent = os.getppid()

@@ -47,6 +47,16 @@ ALERTED_REQUESTS = (
     ("/score", 503),
 )
 ALERTED_LATENCY_ROUTES = ("/score",)
+# Safe rollout (scoring/rollout.py): its states, one at 1 and the others at 0 from start-up, and its counters.
+ROLLOUT_STATES = ("off", "shadow", "canary", "rolled_back", "promoted")
+ROLLOUT_COUNTERS = {
+    "shadow_calls": "Shadow copies the challenger scored",
+    "shadow_dropped": "Shadow copies dropped: the challenger's queue was full",
+    "challenger_calls": "Calls (canary) and shadow copies the challenger scored or failed",
+    "challenger_errors": "Calls and copies the challenger failed that the champion scored",
+    "diverged_rows": "Shadow rows whose challenger answer is beyond the tolerance of the champion's (or another label)",
+    "compared_rows": "Shadow rows compared between the challenger and the champion",
+}
 
 log = logging.getLogger("diabetes_service")
 
@@ -67,6 +77,10 @@ class Totals:
         self.crash_looping = 0
         self.model_swaps: dict[str, int] = {}
         self.payload_records: dict[str, int] = {}
+        # Safe rollout: the workers' counters, answers (count, latency) by model version; the supervisor's state.
+        self.rollout: dict[str, int] = {}
+        self.versions: dict[str, list[float]] = {}
+        self.rollout_state: str | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -81,6 +95,9 @@ class Totals:
                 "crash_looping": self.crash_looping,
                 "model_swaps": self.model_swaps,
                 "payload_records": self.payload_records,
+                "rollout": self.rollout,
+                "versions": self.versions,
+                "rollout_state": self.rollout_state,
             }
         )
 
@@ -98,6 +115,11 @@ class Totals:
         self.crash_looping += snapshot.get("crash_looping", 0)
         _add_counts(self.model_swaps, snapshot.get("model_swaps", {}))
         _add_counts(self.payload_records, snapshot.get("payload_records", {}))
+        _add_counts(self.rollout, snapshot.get("rollout", {}))
+        for version, counts in snapshot.get("versions", {}).items():
+            mine = self.versions.setdefault(version, [0] * len(counts))
+            self.versions[version] = [a + b for a, b in zip(mine, counts, strict=True)]
+        self.rollout_state = snapshot.get("rollout_state") or self.rollout_state
 
 
 class Metrics:
@@ -123,6 +145,19 @@ class Metrics:
             latency = totals.latency[route] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
         latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # a bucket counts values <= its bound
         latency[-1] += seconds
+        if self._snapshot is not None:
+            self._flush.request()
+
+    def observe_version(self, version: str, seconds: float) -> None:
+        """A scoring call answered by model `version` (a rollout's two versions side by side)."""
+        latency = self.totals.versions.get(version)
+        if latency is None:
+            latency = self.totals.versions[version] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency[-1] += seconds
+
+    def touch(self) -> None:
+        """Counted outside a request (a shadow copy): the snapshot is written soon all the same."""
         if self._snapshot is not None:
             self._flush.request()
 
@@ -244,11 +279,37 @@ class _Exposition:
             "outcome",
             _with_zeros(totals.payload_records, PAYLOAD_OUTCOMES),
         )
+        yield from _rollout(totals)
         yield GaugeMetricFamily(
             "diabetes_workers_crash_looping",
             "Worker slots that failed several times in a row and wait out a growing backoff",
             value=totals.crash_looping,
         )
+
+
+def _rollout(totals: Totals) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    state = GaugeMetricFamily(
+        "diabetes_rollout_state", "The safe rollout's state: 1 for the current one", labels=["state"]
+    )
+    for name in ROLLOUT_STATES:
+        state.add_metric([name], 1 if name == (totals.rollout_state or "off") else 0)
+    yield state
+    for name, documentation in ROLLOUT_COUNTERS.items():
+        yield CounterMetricFamily(f"diabetes_rollout_{name}", documentation, value=totals.rollout.get(name, 0))
+    latency = HistogramMetricFamily(
+        "diabetes_model_version_duration_seconds",
+        "Scoring calls answered during a rollout, by the model version that computed them: time in the model",
+        labels=["version"],
+    )
+    for version, counts in sorted(totals.versions.items()):
+        cumulative, buckets = 0, []
+        for bound, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts[:-1], strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        latency.add_metric([version], buckets, sum_value=counts[-1])
+    yield latency
 
 
 def _with_zeros(counts: dict, keys: tuple, zero: object = 0) -> dict:

@@ -1,5 +1,8 @@
 """What one worker knows about itself: the model once loaded, and whether it may take traffic.
 
+During a safe rollout it also holds the challenger (scoring/rollout.py), and its `runner` routes
+each call to the version chosen for it.
+
 A call that needs the model before it is warm hears `NotReady` (scoring/errors.py), which each
 protocol words its own way; nothing here knows HTTP.
 """
@@ -9,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from diabetes_service import board
 from diabetes_service.scoring.core import ScoringCore
 from diabetes_service.scoring.errors import NotReady
 from diabetes_service.scoring.runner import PredictionRunner
 from diabetes_service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from diabetes_service.scoring.rollout import Rollout
 
 # A scoring call that reaches a worker still loading waits this long before NotReady (retryable).
 LOADING_WAIT_SECONDS = 10.0
@@ -31,6 +38,7 @@ class ServiceState:
     # What scores for this worker: PredictionRunner, or tracing's subclass that wraps each
     # prediction in a span (observability/tracing.py); chosen once, so the hot path holds no branch.
     runner_type: type[PredictionRunner] = PredictionRunner
+    rollout: Rollout | None = None  # a challenger beside the model (scoring/rollout.py): `runner` routes
     model_name: str = field(init=False)
     model_version: str = field(init=False)
 
@@ -45,6 +53,8 @@ class ServiceState:
     def mark_warm(self, core: ScoringCore) -> None:
         settings = self.settings
         self.runner = self.runner_type(core, settings.scoring_timeout_seconds, gather=settings.gather_requests)
+        if self.rollout is not None:
+            self.runner = self.rollout.wrap(self.runner)  # type: ignore[assignment]
         self.core = core
         self.warm = True
         if board.current is not None:

@@ -45,6 +45,7 @@ from diabetes_service.supervisor.cgroup import cpu_limit
 from diabetes_service.supervisor.follow import ModelFollower
 from diabetes_service.supervisor.listeners import Listeners
 from diabetes_service.supervisor.restarts import RestartLog
+from diabetes_service.supervisor.rollout import RolloutControl
 
 log = logging.getLogger("diabetes_service.supervisor")
 
@@ -73,6 +74,9 @@ class Supervisor:
         metrics = Metrics(settings.metrics_dir, owner="supervisor")
         self.restarts = RestartLog(metrics)
         self.model = ModelFollower(settings, workdir, self.board, metrics)
+        # A safe rollout's challenger, prepared and followed beside the model (supervisor/rollout.py).
+        self.rollout = RolloutControl(settings, self.board, metrics, self.model)
+        self.challenger = self.rollout.follower(workdir) if settings.challenger else None
         self.failure: str | None = None  # why the service could not serve; raised once all is stopped
         self.stop_deadline: float | None = None
         self.exit_status = 0
@@ -241,6 +245,8 @@ class Supervisor:
                 grace = self.settings.graceful_timeout_seconds + KILL_MARGIN_SECONDS
             self.stop_deadline = time.monotonic() + grace
         self.model.stop()
+        if self.challenger is not None:
+            self.challenger.stop()
         self.orphans.clear()
         self.listeners.close_slots()  # once the workers close theirs, new connections are refused
         for slot in self.slots:
@@ -260,16 +266,19 @@ class Supervisor:
                     os.kill(slot.pid, signal.SIGKILL)
 
     def _follow(self, now: float) -> None:
-        first = self.model.current is None
+        first = self.model.current is None or (self.challenger is not None and self.challenger.current is None)
         try:
             self.model.poll(now)
+            if self.challenger is not None:
+                self.challenger.poll(now)
+                self.rollout.poll(now)
         except ModelLoadError as exc:
             self.failure = str(exc)
             # The workers hold no model and no request yet: a short wait, then SIGKILL should one
             # not stop (a model's import hanging).
             self.begin_stop(grace=ABORT_GRACE_SECONDS)
             return
-        if first and self.model.current is not None:
+        if first and self.model.current is not None and (self.challenger is None or self.challenger.current):
             settings, resolved = self.settings, self.model.current
             if not settings.auth_enabled:
                 log.warning("no API keys configured: every route is open (set DIABETES_API_KEYS to require keys)")
@@ -284,6 +293,13 @@ class Supervisor:
                 grpc,
                 len(self.slots),
             )
+            if self.challenger is not None and self.challenger.current is not None:
+                log.info(
+                    "rollout %s: challenger %s version %s beside the champion",
+                    settings.rollout,
+                    self.challenger.current.name,
+                    self.challenger.current.version,
+                )
 
     def _say_ready(self) -> None:
         """Once every worker is warm the first time: the API page, one curl, how to stop."""
@@ -316,6 +332,8 @@ class Supervisor:
             # for it; a first start's linear model is served from its arrays meanwhile
             # (model/provisional.py), so the preparation child starting this late costs no answer.
             self.model.start()
+            if self.challenger is not None:
+                self.challenger.start()
             self._follow(time.monotonic())  # from the prepared-model cache it is ready now, not a tick later
             while True:
                 for signum in self._signals(TICK_SECONDS):
@@ -324,6 +342,8 @@ class Supervisor:
                     elif signum == signal.SIGHUP and self.stop_deadline is None:
                         log.info("received SIGHUP: resolving %s again", self.settings.model_uri)
                         self.model.request_check()
+                        if self.challenger is not None:
+                            self.challenger.request_check()
                 self._reap()
                 if self.orphans and self.stop_deadline is None:
                     self._cover_orphans()

@@ -22,6 +22,7 @@ from diabetes_service.protocols.v2.rest import V2RestProtocol
 from diabetes_service.scoring.core import ScoringCore, ScoringError
 from diabetes_service.scoring.errors import ScoringTimeout, Unavailable
 from diabetes_service.scoring.lifecycle import ModelLifecycle
+from diabetes_service.scoring.rollout import answered
 from diabetes_service.scoring.state import ServiceState
 from diabetes_service.settings import ServiceSettings
 from diabetes_service.transport.docs import SwaggerPage
@@ -173,6 +174,8 @@ class ScoringApp:
 
         body = response.body
         model = response.model
+        if model is not None and envelope.rollout is not None:
+            model = answered(model)  # the challenger's, where it computed the answer
         await send(
             {
                 "type": "http.response.start",

@@ -30,6 +30,7 @@ from diabetes_service.protocols.v2.columns import column_values, metadata_input
 from diabetes_service.protocols.v2.tensors import NUMERIC, datatype_of
 from diabetes_service.scoring.core import ModelIdentity, ModelInput, ScoringCore, ScoringError
 from diabetes_service.scoring.errors import NotReady
+from diabetes_service.scoring.rollout import answered
 from diabetes_service.scoring.state import ServiceState
 
 SERVER_NAME = "diabetes-scoring"
@@ -128,7 +129,9 @@ class V2DataPlane:
             values = np.asarray(result)
             parameters = _output_parameters(core, values)
             outputs.append(Tensor(method, datatype_of(values), list(values.shape), values, parameters))
-        return InferAnswer(outputs, request_id, core.identity, len(matrix), methods[0])
+        # The version that computed the outputs: the challenger's during a canary, where it answered.
+        identity = core.identity if state.rollout is None else answered(core.identity)
+        return InferAnswer(outputs, request_id, identity, len(matrix), methods[0])
 
     # -- helpers -------------------------------------------------------------------------------
 

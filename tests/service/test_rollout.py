@@ -1,0 +1,258 @@
+"""Safe rollout: a sticky canary, shadow copies, a failing challenger rolled back (its alias removed),
+a healthy one promoted, and a challenger with other inputs refused; the real service on loopback over
+a real embedded registry (SQLite), both versions registered for real."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+import requests
+
+from tests.conftest import FEATURES, run_train
+from tests.support.processes import DIABETES
+from tests.trainer.helpers import store
+
+pytestmark = pytest.mark.slow
+
+MODEL = "diabetes_model"
+CHALLENGER = f"models:/{MODEL}@challenger"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, example_data) -> tuple[str, dict[str, str]]:
+    """Versions 1 (alpha 0.03), 2 (alpha 0.5: other answers), 3 (log1p of the inputs first: NaN, so no
+    answer, for any input under -1, which the others score), and `other_model` on three features."""
+    import numpy as np
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    home = tmp_path_factory.mktemp("rollout-store")
+    run_train(home)
+    run_train(home, "--alpha", "0.5")
+    uri = f"sqlite:///{home / 'mlruns.db'}"
+    x = pd.DataFrame(example_data.x_train, columns=FEATURES)
+    failing = make_pipeline(FunctionTransformer(np.log1p), LinearRegression()).fit(x, example_data.y_train)
+    other = LinearRegression().fit(x[FEATURES[:3]], example_data.y_train)
+    import mlflow
+
+    with store(uri):
+        for name, model, inputs in ((MODEL, failing, x), ("other_model", other, x[FEATURES[:3]])):
+            with mlflow.start_run():
+                mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    signature=infer_signature(inputs, model.predict(inputs)),
+                    input_example=inputs.head(3),
+                    registered_model_name=name,
+                    pip_requirements=["scikit-learn"],
+                )
+    return uri, {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": uri}
+
+
+def set_aliases(uri: str, **aliases: str) -> None:
+    with store(uri) as client:
+        for alias, version in aliases.items():
+            client.set_registered_model_alias(MODEL, alias, version)
+
+
+def alias_version(uri: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    with store(uri) as client:
+        try:
+            return str(client.get_model_version_by_alias(MODEL, alias).version)
+        except MlflowException:
+            return None
+
+
+def metric(text: str, name: str) -> float:
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    assert found, f"{name} not in /metrics"
+    return float(found.group(1))
+
+
+def test_a_canary_answers_its_share_and_a_routing_key_sticks_to_one_version(service, registry, example_data, tmp_path):
+    uri, env = registry
+    set_aliases(uri, champion="1", challenger="2")
+    payloads = tmp_path / "payloads"
+    args = ["--challenger", CHALLENGER, "--rollout", "canary", "--canary-percent", "30"]
+    args += ["--log-payloads", str(payloads)]
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
+    row = example_data.x_test[0]
+    values: dict[str, set[float]] = {}
+    with requests.Session() as session:
+        versions = Counter()
+        for _ in range(400):
+            answer = session.post(svc.url + "/score", json={"data": [row]}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            version = answer.headers["x-model-version"]
+            versions[version] += 1
+            values.setdefault(version, set()).add(round(answer.json()[0], 9))
+        assert set(versions) == {"1", "2"}, versions
+        assert 0.15 * 400 <= versions["2"] <= 0.45 * 400, versions
+        # Each answer is the one its x-model-version names: one value per version, and they differ.
+        assert len(values["1"]) == len(values["2"]) == 1
+        assert values["1"] != values["2"]
+        by_key = {}
+        for key in range(30):
+            seen = {
+                session.post(
+                    svc.url + "/invocations",
+                    json={"instances": [row]},
+                    headers={"x-routing-key": f"customer-{key}"},
+                    timeout=10,
+                ).headers["x-model-version"]
+                for _ in range(4)
+            }
+            assert len(seen) == 1, (key, seen)  # sticky: one version per key, in either worker
+            by_key[key] = seen.pop()
+        assert set(by_key.values()) == {"1", "2"}, by_key
+        # The V2 protocol's own answer names the version that computed it too.
+        infer = {"inputs": [{"name": "input-0", "shape": [1, 10], "datatype": "FP64", "data": row}]}
+        for key, version in list(by_key.items())[:6]:
+            answer = session.post(
+                svc.url + f"/v2/models/{MODEL}/infer", json=infer, headers={"x-routing-key": f"customer-{key}"}
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model_version"] == version == answer.headers["x-model-version"]
+    time.sleep(0.3)  # the workers' metrics snapshots
+    metrics = requests.get(svc.url + "/metrics", timeout=5).text
+    assert metric(metrics, 'diabetes_rollout_state{state="canary"}') == 1
+    assert metric(metrics, 'diabetes_rollout_state{state="rolled_back"}') == 0
+    assert metric(metrics, 'diabetes_model_version_duration_seconds_count{version="2"}') >= versions["2"]
+    assert metric(metrics, "diabetes_rollout_challenger_errors_total") == 0
+    # The payload log names the version that computed each /score answer, as x-model-version did.
+    svc.stop()  # SIGTERM: the sink drains
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(payloads, format="parquet", partitioning="hive").to_table()
+    logged = Counter(table.filter(pc.equal(table["route"], "/score"))["model_version"].to_pylist())
+    assert logged == versions
+
+
+def test_shadow_answers_with_the_champion_and_counts_every_copy(service, registry, example_data):
+    uri, env = registry
+    set_aliases(uri, champion="1", challenger="2")
+    args = ["--challenger", CHALLENGER, "--rollout", "shadow"]
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
+    rows = example_data.x_test[:5]
+    with requests.Session() as session:
+        for _ in range(200):
+            answer = session.post(svc.url + "/score", json={"data": rows}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-model-version"] == "1"
+    deadline = time.monotonic() + 10
+    while True:  # the copies are scored after the answers: counted soon after
+        metrics = requests.get(svc.url + "/metrics", timeout=5).text
+        scored = metric(metrics, "diabetes_rollout_shadow_calls_total")
+        dropped = metric(metrics, "diabetes_rollout_shadow_dropped_total")
+        if scored + dropped == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert scored + dropped == 200, (scored, dropped)
+    assert scored > 0
+    assert metric(metrics, "diabetes_rollout_compared_rows_total") == 5 * scored
+    assert metric(metrics, 'diabetes_rollout_state{state="shadow"}') == 1
+    assert metric(metrics, "diabetes_rollout_challenger_errors_total") == 0
+
+
+def test_a_failing_challenger_is_rolled_back_and_its_alias_removed(service, registry, example_data):
+    uri, env = registry
+    set_aliases(uri, champion="1", challenger="3")
+    args = ["--challenger", CHALLENGER, "--rollout", "canary", "--canary-percent", "30", "--rollback-alias"]
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
+    good = example_data.x_test[0]
+    bad = [-2.0, *good[1:]]  # log1p(-2) is NaN: the challenger cannot score it, the champion can
+    statuses, versions = Counter(), []
+    with requests.Session() as session:
+        for i in range(500):
+            answer = session.post(svc.url + "/score", json={"data": [good, bad] if i % 2 else [good]}, timeout=10)
+            statuses[answer.status_code] += 1
+            versions.append(answer.headers.get("x-model-version"))
+    assert sum(count for status, count in statuses.items() if status != 200) <= 5, statuses
+    assert set(versions[-100:]) == {"1"}, Counter(versions[-100:])  # rolled back well within 500 calls
+    metrics = requests.get(svc.url + "/metrics", timeout=5).text
+    assert metric(metrics, 'diabetes_rollout_state{state="rolled_back"}') == 1
+    assert metric(metrics, "diabetes_rollout_challenger_errors_total") >= 1
+    deadline = time.monotonic() + 60
+    while alias_version(uri, "challenger") is not None:
+        assert time.monotonic() < deadline, svc.output()[-3000:]
+        time.sleep(0.5)
+    assert alias_version(uri, "champion") == "1"
+    assert "rolled back" in svc.output()
+
+
+def test_a_healthy_challenger_is_promoted(service, registry, example_data):
+    uri, env = registry
+    set_aliases(uri, champion="1", challenger="2")
+    args = [
+        *("--challenger", CHALLENGER, "--rollout", "canary", "--canary-percent", "50"),
+        *("--promote-after", "2s", "--guard-min-calls", "20", "--follow", "--follow-interval", "30"),
+    ]
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
+    row = example_data.x_test[0]
+    # Promotion, then the registry write and the champion's new preparation (each a child importing
+    # MLflow: a minute and more on a busy shared machine).
+    deadline = time.monotonic() + 300
+    with requests.Session() as session:
+        while True:
+            answers = [session.post(svc.url + "/score", json={"data": [row]}, timeout=10) for _ in range(20)]
+            assert all(answer.status_code == 200 for answer in answers)
+            if {answer.headers["x-model-version"] for answer in answers} == {"2"}:
+                break  # promoted, and swapped in: the champion is version 2, no canary left
+            assert time.monotonic() < deadline, svc.output()[-3000:]
+            time.sleep(0.3)
+    assert alias_version(uri, "champion") == "2"
+    metrics = requests.get(svc.url + "/metrics", timeout=5).text
+    assert metric(metrics, 'diabetes_rollout_state{state="promoted"}') == 1
+    assert "promoting it" in svc.output()
+    set_aliases(uri, champion="1")  # as the other tests expect
+
+
+def test_a_challenger_with_other_inputs_is_refused_at_start(registry):
+    import os
+
+    _, env = registry
+
+    proc = subprocess.run(
+        [
+            *(DIABETES, "serve", "--model-uri", f"models:/{MODEL}/1", "--port", "0", "--workers", "1"),
+            *("--challenger", "models:/other_model/1", "--rollout", "shadow"),
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "a challenger must take the champion's inputs" in proc.stderr, proc.stderr[-2000:]
+    assert "['age', 'sex', 'bmi']" in proc.stderr
+
+
+def test_rollout_flags_are_checked_in_one_line():
+    proc = subprocess.run(
+        [DIABETES, "serve", "--challenger", CHALLENGER, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "--challenger and --rollout shadow|canary go together" in proc.stderr
+    proc = subprocess.run(
+        [DIABETES, "serve", "--challenger", "models:/m/2", "--rollout", "canary", "--rollback-alias"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "--rollback-alias needs a models:/NAME@ALIAS challenger" in proc.stderr
