@@ -155,7 +155,7 @@ class Reader:
                 return f"asyncio.{min(names & ASYNCIO_SPAWNING)}"
             library = names & LIBRARY_SPAWNING.get(module.split(".")[0], frozenset())
             if library:
-                return f"{module}.{min(library)}"
+                return f"{module.split('.')[0]} {min(library)}"
             if _followed(module):  # `from tests.support import processes; processes.start(...)`
                 for attribute in sorted(names):
                     inner = getattr(value, attribute, None)
