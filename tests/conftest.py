@@ -119,10 +119,6 @@ def service(tmp_path: Path) -> Iterator[type[ServiceProcess]]:
 
 # The tiers (tests/support/tiers.py, docs/testing.md): a test that starts a process is marked `process`
 # by rule at collection, before `-m` deselects; every other test runs with process starts refused.
-def pytest_sessionstart() -> None:
-    tiers.warm_up()
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tiers.classify(items)

@@ -237,9 +237,9 @@ def _group(item: pytest.Function, reader: Reader) -> str | None:
 
 
 def warm_up() -> None:
-    """The standard library's one-time process starts, made once per session before any guard: they are
-    cached, so whichever test came first would otherwise be failed for it. `platform.processor()` runs
-    `uname -p` (azure-ai-ml's MLClient asks for it in its user agent)."""
+    """The standard library's one-time process starts, made before the guard is up: they are cached for
+    the session, so whichever test asked first would otherwise be failed for them. `platform.processor()`
+    runs `uname -p` once (azure-ai-ml's MLClient puts it in its user agent)."""
     platform.processor()
 
 
@@ -260,6 +260,7 @@ _GUARDED = [("os", name) for name in sorted(OS_SPAWNING) if hasattr(os, name)] +
 def no_processes(item: pytest.Item) -> Iterator[None]:
     """Within: starting a process fails the test (recorded too, in case the code under test catches it).
     From any thread: a server thread the test started is the test's own."""
+    warm_up()
     saved: list[tuple[types.ModuleType, str, Callable]] = []
 
     def refuse(module: str, name: str) -> Callable:
