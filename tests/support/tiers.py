@@ -34,8 +34,12 @@ import pytest
 
 # Modules whose use starts a process. `asyncio` reaches subprocess through its own functions, below.
 SPAWNING_MODULES = frozenset(
-    {"subprocess", "multiprocessing", "concurrent.futures.process", "pty", "asyncio.subprocess"}
+    {"subprocess", "concurrent.futures.process", "pty", "asyncio.subprocess"}
+    | {f"multiprocessing.{m}" for m in ("pool", "managers", "process", "popen_fork", "popen_spawn_posix")}
 )
+# multiprocessing's names that start a process; its shared memory, locks and queues (the rate
+# limiter's RawArray) do not.
+MULTIPROCESSING_SPAWNING = frozenset({"Process", "Pool", "Manager", "get_context", "ProcessPoolExecutor"})
 OS_SPAWNING = frozenset(
     {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"}
     | {f"spawn{s}" for s in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")}
@@ -136,7 +140,8 @@ class Reader:
             value = scope.get(name, sys.modules.get(name))
             if value is None:  # a module imported inside the function (`import mlflow.sklearn`), maybe not yet
                 top = name.split(".")[0]
-                value = types.ModuleType(name) if top in SPAWNING_MODULES or top in LIBRARY_SPAWNING else None
+                known = name in SPAWNING_MODULES or top in ("subprocess", "multiprocessing") or top in LIBRARY_SPAWNING
+                value = types.ModuleType(name) if known else None
             if value is None:
                 continue
             reason = self._value(value, names)
@@ -147,8 +152,10 @@ class Reader:
     def _value(self, value: Any, names: set[str]) -> str | None:
         if isinstance(value, types.ModuleType):
             module = value.__name__
-            if module in SPAWNING_MODULES or module.startswith("multiprocessing."):
+            if module in SPAWNING_MODULES:
                 return module
+            if module.split(".")[0] == "multiprocessing" and names & MULTIPROCESSING_SPAWNING:
+                return f"{module}.{min(names & MULTIPROCESSING_SPAWNING)}"
             if module == "os" and names & OS_SPAWNING:
                 return f"os.{min(names & OS_SPAWNING)}"
             if module == "asyncio" and names & ASYNCIO_SPAWNING:
@@ -167,7 +174,9 @@ class Reader:
         module = getattr(value, "__module__", None)
         if not isinstance(module, str):
             return None
-        if module in SPAWNING_MODULES or module.startswith("multiprocessing"):
+        if module in SPAWNING_MODULES or (
+            module.startswith("multiprocessing") and getattr(value, "__name__", "") in MULTIPROCESSING_SPAWNING
+        ):
             return f"{module}.{getattr(value, '__qualname__', '?')}"
         name = getattr(value, "__name__", "")
         if module == "posix" and name in OS_SPAWNING:  # `from os import fork`
