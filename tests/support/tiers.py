@@ -6,7 +6,7 @@ marker (issue 22); teammates add files every day, and a hand mark is the one the
 - At collection, `classify` reads the code a test can reach (its function, every fixture it uses,
   and what those call in `tests/`, `loadtests/` and our packages, followed name by name through
   module globals and imports inside functions) and marks the test `process` when that code names a
-  way to start one (`subprocess`, `multiprocessing`, `os.fork`, `os.system`, ...). `make test-fast`
+  way to start one (`subprocess`, `multiprocessing.Process`, `os.fork`, `os.system`, ...). `make test-fast`
   deselects them (`-m "not process"`).
 - Reading code can miss a call made by a name it cannot follow (`getattr`, a module imported later),
   so at run time every test the rule left fast runs under `no_processes`: starting a process there
