@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # minutes, and silence (`--quiet`) over it looked like a hang (issue 22).
 PIP := $(BIN)/python -m pip install --disable-pip-version-check
 
-.PHONY: install install-run run test lint system-deps docs
+.PHONY: install install-run run test test-fast lint system-deps docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --cache-dir .cache/import-linter
 
+# The whole suite, the process tests on TEST_WORKERS pytest-xdist workers; `--dist loadgroup` keeps each
+# xdist_group (set by rule in tests/support/tiers.py: Docker, the default ports, timing, a module's
+# server) on one worker (docs/testing.md).
+TEST_WORKERS ?= 3
 test: install system-deps lint
-	bash scripts/docker-session.sh $(BIN)/python -m pytest
+	bash scripts/docker-session.sh $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The fast tier: every test the rule did not mark `process`, in this one process (no system deps,
+# no Docker, no server started).
+test-fast: install
+	$(BIN)/python -m pytest -m "not process" -p no:xdist

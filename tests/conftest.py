@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 
+from tests.support import tiers
 from tests.support.processes import DIABETES
 from tests.support.service import ServiceProcess
 
@@ -113,3 +115,38 @@ def service(tmp_path: Path) -> Iterator[type[ServiceProcess]]:
     yield factory  # type: ignore[misc]
     for svc in started:
         svc.stop()
+
+
+# The tiers (tests/support/tiers.py, docs/testing.md): a test that starts a process is marked `process`
+# by rule at collection, before `-m` deselects; every other test runs with process starts refused.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.classify(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with tiers.no_processes(item) if tiers.is_fast(item) else contextlib.nullcontext():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with tiers.no_processes(item) if tiers.is_fast(item) else contextlib.nullcontext():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    with tiers.no_processes(item) if tiers.is_fast(item) else contextlib.nullcontext():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    report = yield
+    message = tiers.violation(item)
+    if message and report.outcome != "failed":  # caught by the code under test: fail it all the same
+        report.outcome = "failed"
+        report.longrepr = message
+    return report

@@ -95,7 +95,9 @@ def test_a_service_that_never_answers_raises_scoring_timeout_within_the_timeout(
         with pytest.raises(ScoringTimeout) as caught:
             client.predict([ROW])
         elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 2.0, elapsed  # one read timeout, not retried
+    # One read timeout, not retried: retried, it would be 4 reads of 1 s. 3.5, not 2: a loaded machine
+    # (the suite on every core, other suites beside it) adds a second to the one read.
+    assert 0.9 <= elapsed < 3.5, elapsed
     assert caught.value.status is None
     assert caught.value.request_id
     assert len(server.connections) == 1

@@ -3,6 +3,7 @@ SIGHUP, and signed MLflow webhook deliveries from a real `mlflow server`."""
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -37,7 +38,13 @@ def move_alias(tracking_uri: str, version: str) -> None:
 
 
 def served_version(url: str, row: list[float]) -> str:
-    return requests.post(url + "/score", json={"data": [row]}, timeout=5).headers["x-model-version"]
+    return requests.post(url + "/score", json={"data": [row]}, timeout=30).headers["x-model-version"]
+
+
+def served_models(url: str) -> set[str]:
+    """The versions the workers serve, from /metrics' diabetes_model_info (one line per version)."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    return set(re.findall(r'^diabetes_model_info\{name="diabetes_model",version="([^"]+)"\} 1\.0$', text, re.MULTILINE))
 
 
 def wait_version(url: str, row: list[float], version: str, timeout: float) -> None:
@@ -70,8 +77,13 @@ def test_a_new_champion_is_swapped_in_under_load_with_no_failed_request(service,
     try:
         time.sleep(1.0)
         move_alias(uri, "2")
-        wait_version(svc.url, row, "2", timeout=60)
-        time.sleep(1.0)  # every worker on version 2 by now
+        wait_version(svc.url, row, "2", timeout=120)
+        # Every worker on version 2, polled rather than slept: on a loaded machine (the suite on every
+        # core) the second worker's swap can come seconds after the first's.
+        deadline = time.monotonic() + 60
+        while served_models(svc.url) != {"2"}:
+            assert time.monotonic() < deadline, f"workers still serving {served_models(svc.url)} after 60 s"
+            time.sleep(0.2)
     finally:
         stop.set()
         for thread in threads:
