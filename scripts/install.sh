@@ -13,7 +13,8 @@
 #
 # uv reads neither pip.conf nor PIP_* settings (a company index, a proxy's CA): when it cannot get
 # uv, or uv cannot install, pip does the whole install, as it did before; UV_INDEX_URL and friends
-# configure uv itself. --native-tls: uv trusts the system's certificates, as pip (truststore) and curl do.
+# configure uv itself. UV_SYSTEM_CERTS: uv trusts the system's certificates, as pip (truststore) and
+# curl do, unless the caller says otherwise (an older uv ignores it and uses its own roots).
 set -euo pipefail
 venv=$1
 extras=$2
@@ -35,7 +36,7 @@ if ! "$py" -c "import uv" 2> /dev/null; then
         || echo "install: could not get uv; installing with pip (slower)"
 fi
 # pip beside the project: `.venv/bin/pip` for the commands the docs show, at its current release.
-if "$py" -c "import uv" 2> /dev/null && "$py" -m uv pip install --python "$py" --native-tls "${target[@]}" pip; then
+if "$py" -c "import uv" 2> /dev/null && UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1} "$py" -m uv pip install --python "$py" "${target[@]}" pip; then
     exit 0
 fi
 "$py" -c "import uv" 2> /dev/null && echo "install: uv could not install (above); installing with pip instead"
