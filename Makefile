@@ -23,10 +23,12 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	$(INSTALL) run
 	touch $@
 
-# `make install` / `make test`: everything (the whole of MLflow included).
+# `make install` / `make test`: everything (the whole of MLflow included), compiled at install as
+# pip did: the suite starts hundreds of processes, and where PYTHONDONTWRITEBYTECODE is set
+# (containers, CI) an uncompiled environment would compile every module again in each of them.
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 	@echo "make install: installing everything (service, trainer, load tests, dev tools) into $(VENV)"
-	$(INSTALL) all,dev
+	UV_COMPILE_BYTECODE=1 $(INSTALL) all,dev
 	touch $@ $(VENV)/.installed-run
 
 # The Open Inference Protocol's gRPC schema, written once from tritonclient (the `grpc` extra) so
