@@ -2,20 +2,24 @@
 # Issue 22's newcomer measurement: a fresh clone, an empty HOME (so empty pip and uv caches: every
 # download counts), `make run`; prints the seconds to the first correct `POST /score` answer, where
 # they went (install, train, serve) and the installed environment's size, then stops the service.
-#   bash scripts/measure-first-run.sh [-n RUNS] [-r REF] [WORKDIR]
+#   bash scripts/measure-first-run.sh [-n RUNS] [-r REF] [-p PORT] [WORKDIR]
 #     -n RUNS   measure this many times, each from a fresh clone and an empty HOME (default 1)
 #     -r REF    clone this commit or branch instead of this checkout's branch (an A/B baseline)
-#     WORKDIR   default /tmp/first-run; needs ports 8080 and 8081 free
+#     -p PORT   serve on PORT, PORT+1 (gRPC), PORT+2 (metrics) through DIABETES_PORT and friends
+#               instead of 8080-8082 (a machine where they are taken; the same work either way)
+#     WORKDIR   default /tmp/first-run
 # The environment is the caller's without what would not be a newcomer's: PIP_* and UV_* settings
 # (a local mirror is not a download), XDG_CACHE_HOME, VIRTUAL_ENV, PYTHONDONTWRITEBYTECODE.
 set -u
 here="$(cd "$(dirname "$0")/.." && pwd)"
 runs=1
+port=8080
 ref="$(git -C "$here" branch --show-current)"
-while getopts "n:r:" opt; do
+while getopts "n:r:p:" opt; do
     case $opt in
         n) runs=$OPTARG ;;
         r) ref=$OPTARG ;;
+        p) port=$OPTARG ;;
         *) exit 2 ;;
     esac
 done
@@ -24,6 +28,7 @@ work="${1:-/tmp/first-run}"
 body='{"data": [[0.04, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0, 0.02, -0.02]]}'
 check='import json, sys; v = json.loads(sys.argv[1]); assert isinstance(v, list) and len(v) == 1 and isinstance(v[0], float)'
 clean=(env -u XDG_CACHE_HOME -u VIRTUAL_ENV -u PYTHONDONTWRITEBYTECODE)
+[ "$port" = 8080 ] || clean+=(DIABETES_PORT="$port" DIABETES_GRPC_PORT=$((port + 1)) DIABETES_METRICS_PORT=$((port + 2)))
 for name in $(compgen -e | grep -E '^(PIP|UV)_'); do clean+=(-u "$name"); done
 
 elapsed() { python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$1" "$2"; }
@@ -33,7 +38,7 @@ measure() {
     rm -rf "$dir" && mkdir -p "$dir/home"
     git clone -q "$here" "$dir/clone" && git -C "$dir/clone" checkout -q "$ref" || return 1
     cd "$dir/clone" || return 1
-    if (echo > /dev/tcp/127.0.0.1/8080) 2> /dev/null; then echo "port 8080 is taken: not measuring" >&2; return 1; fi
+    if (echo > /dev/tcp/127.0.0.1/"$port") 2> /dev/null; then echo "port $port is taken: not measuring (-p)" >&2; return 1; fi
     local start installed="" trained="" now out
     start=$(date +%s.%N)
     "${clean[@]}" HOME="$dir/home" setsid make run > "$dir/run.log" 2>&1 < /dev/null &
@@ -49,7 +54,7 @@ measure() {
         fi
         [ -z "$installed" ] && [ -e .venv/.installed-run ] && installed=$now
         [ -z "$trained" ] && grep -q "^make run: starting the service" "$dir/run.log" && trained=$now
-        out=$(curl -s -m 2 -H 'Content-Type: application/json' -d "$body" http://127.0.0.1:8080/score)
+        out=$(curl -s -m 2 -H 'Content-Type: application/json' -d "$body" http://127.0.0.1:"$port"/score)
         if python3 -c "$check" "$out" 2> /dev/null && grep -q "^ready: " "$dir/run.log"; then break; fi
         sleep 0.5
     done
@@ -63,7 +68,7 @@ measure() {
         "installed environment $size MB, answer $out"
     echo "  setuptools warning lines in make run's output: $(grep -c 'BuildBackendWarning\|\*\*\*\*\*\*\*\*\*\*' "$dir/run.log")"
     # Let the ports go before the next run binds them.
-    for _ in $(seq 40); do (echo > /dev/tcp/127.0.0.1/8080) 2> /dev/null || break; sleep 0.25; done
+    for _ in $(seq 40); do (echo > /dev/tcp/127.0.0.1/"$port") 2> /dev/null || break; sleep 0.25; done
 }
 
 echo "measuring $runs fresh clone(s) of $ref, load average $(cut -d' ' -f1-3 /proc/loadavg)"
