@@ -28,8 +28,8 @@ work="${1:-/tmp/first-run}"
 body='{"data": [[0.04, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0, 0.02, -0.02]]}'
 check='import json, sys; v = json.loads(sys.argv[1]); assert isinstance(v, list) and len(v) == 1 and isinstance(v[0], float)'
 clean=(env -u XDG_CACHE_HOME -u VIRTUAL_ENV -u PYTHONDONTWRITEBYTECODE)
-[ "$port" = 8080 ] || clean+=(DIABETES_PORT="$port" DIABETES_GRPC_PORT=$((port + 1)) DIABETES_METRICS_PORT=$((port + 2)))
 for name in $(compgen -e | grep -E '^(PIP|UV)_'); do clean+=(-u "$name"); done
+[ "$port" = 8080 ] || clean+=(DIABETES_PORT="$port" DIABETES_GRPC_PORT=$((port + 1)) DIABETES_METRICS_PORT=$((port + 2)))
 
 elapsed() { python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$1" "$2"; }
 
