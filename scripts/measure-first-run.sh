@@ -2,11 +2,12 @@
 # Issue 22's newcomer measurement: a fresh clone, an empty HOME (so empty pip and uv caches: every
 # download counts), `make run`; prints the seconds to the first correct `POST /score` answer, where
 # they went (install, train, serve) and the installed environment's size, then stops the service.
-#   bash scripts/measure-first-run.sh [-n RUNS] [-r REF] [-p PORT] [WORKDIR]
+#   bash scripts/measure-first-run.sh [-n RUNS] [-r REF] [-p PORT] [-e NAME=VALUE ...] [WORKDIR]
 #     -n RUNS   measure this many times, each from a fresh clone and an empty HOME (default 1)
 #     -r REF    clone this commit or branch instead of this checkout's branch (an A/B baseline)
 #     -p PORT   serve on PORT, PORT+1 (gRPC), PORT+2 (metrics) through DIABETES_PORT and friends
 #               instead of 8080-8082 (a machine where they are taken; the same work either way)
+#     -e NAME=VALUE  set this for `make run` (e.g. UV_COMPILE_BYTECODE=1 to compare installer settings)
 #     WORKDIR   default /tmp/first-run
 # The environment is the caller's without what would not be a newcomer's: PIP_* and UV_* settings
 # (a local mirror is not a download), XDG_CACHE_HOME, VIRTUAL_ENV, PYTHONDONTWRITEBYTECODE.
@@ -14,12 +15,14 @@ set -u
 here="$(cd "$(dirname "$0")/.." && pwd)"
 runs=1
 port=8080
+extra=()
 ref="$(git -C "$here" branch --show-current)"
-while getopts "n:r:p:" opt; do
+while getopts "n:r:p:e:" opt; do
     case $opt in
         n) runs=$OPTARG ;;
         r) ref=$OPTARG ;;
         p) port=$OPTARG ;;
+        e) extra+=("$OPTARG") ;;
         *) exit 2 ;;
     esac
 done
@@ -30,6 +33,7 @@ check='import json, sys; v = json.loads(sys.argv[1]); assert isinstance(v, list)
 clean=(env -u XDG_CACHE_HOME -u VIRTUAL_ENV -u PYTHONDONTWRITEBYTECODE)
 for name in $(compgen -e | grep -E '^(PIP|UV)_'); do clean+=(-u "$name"); done
 [ "$port" = 8080 ] || clean+=(DIABETES_PORT="$port" DIABETES_GRPC_PORT=$((port + 1)) DIABETES_METRICS_PORT=$((port + 2)))
+clean+=("${extra[@]}")
 
 elapsed() { python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$1" "$2"; }
 
@@ -71,7 +75,7 @@ measure() {
     for _ in $(seq 40); do (echo > /dev/tcp/127.0.0.1/"$port") 2> /dev/null || break; sleep 0.25; done
 }
 
-echo "measuring $runs fresh clone(s) of $ref, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "measuring $runs fresh clone(s) of $ref${extra[*]:+ with ${extra[*]}}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq "$runs"); do
     measure "$run" || exit 1
 done
