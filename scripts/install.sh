@@ -8,8 +8,9 @@
 # with pip spends ~20 s on the shared 2-core machine compiling the pip it bundles, and pip then
 # downloads and installs one package at a time; uv fetches in parallel and, unless
 # UV_COMPILE_BYTECODE=1 (`make install` sets it), does not compile what it installs: Python compiles
-# each module the first time it is imported, and only those (`make run`'s environment: 632 MB after
-# its first answer, ~770 MB compiled whole; the same minute or so in all, spent later). uv itself is
+# each module the first time it is imported, and only those (`make run` on a fresh clone, busy
+# machine: 166-201 s to the first answer and 632 MB, against 209 s and 757 MB compiled whole at
+# install; main with pip: 417 s, 951 MB; docs/getting-started-install.md). uv itself is
 # one wheel, fetched by the pip that came with the Python running this (pip >= 22.3 installs into
 # another interpreter with --python), else by the virtualenv's own ensurepip.
 #
