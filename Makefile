@@ -4,27 +4,31 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# pip's own progress (one line per package, a bar where there is a terminal): the first install takes
-# minutes, and silence (`--quiet`) over it looked like a hang (issue 22).
+# pip's own progress (one line per package, a bar where there is a terminal): silence (`--quiet`)
+# over a long install looked like a hang (issue 22). The installs below go through uv, which shows
+# its own; pip is installed beside the project (scripts/install.sh).
 PIP := $(BIN)/python -m pip install --disable-pip-version-check
+# uv first, pip as the fallback; a virtualenv without pip's ~20 s of bundled-pip set-up (the script says why).
+INSTALL := PYTHON=$(PYTHON) bash scripts/install.sh $(VENV)
 
 .PHONY: install install-run run test test-fast lint system-deps docs
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PYTHON) -m venv --without-pip $(VENV)
 
-# `make run`: the `run` extra only (service, gRPC schema writer, trainer): no load tests, dev, docs,
-# Azure or browser tooling.
+# `make run`: the `run` extra only (service, gRPC schema writer, trainer over mlflow-skinny): no load
+# tests, dev, docs, Azure or browser tooling, no MLflow server or UI.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	@echo "make run: installing what training and serving need into $(VENV) (the first time takes a few minutes)"
-	$(PIP) -e ".[run]"
+	@echo "make run: installing what training and serving need into $(VENV) (the first time takes about a minute)"
+	$(INSTALL) run
 	touch $@
 
-# `make install` / `make test`: everything.
+# `make install` / `make test`: everything (the whole of MLflow included), compiled at install as
+# pip did: the suite starts hundreds of processes, and where PYTHONDONTWRITEBYTECODE is set
+# (containers, CI) an uncompiled environment would compile every module again in each of them.
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 	@echo "make install: installing everything (service, trainer, load tests, dev tools) into $(VENV)"
-	$(PIP) -e ".[all,dev]"
+	UV_COMPILE_BYTECODE=1 $(INSTALL) all,dev
 	touch $@ $(VENV)/.installed-run
 
 # The Open Inference Protocol's gRPC schema, written once from tritonclient (the `grpc` extra) so
