@@ -79,8 +79,17 @@ def quick_download(tracking_uri: str, identity: VersionIdentity, target: Path) -
     if not registry_rest.applies(tracking_uri):
         return False
     client = registry_rest.RegistryClient(tracking_uri, timeout=TIMEOUT_SECONDS)
+    pinned = RegisteredUri(f"models:/{identity.name}/{identity.version}", identity.name, None, identity.version)
+
+    def fill(staging: Path) -> None:
+        client.download(identity, staging)
+        # The files are fetched by name and number: the same content only if the record still names
+        # it (a version registered again meanwhile would otherwise land under the old content's key).
+        if client.find_version(pinned) != identity:
+            raise StoreError(f"{pinned.uri} was registered again while it was downloaded")
+
     try:
-        install(target, lambda staging: client.download(identity, staging))
+        install(target, fill)
     except (StoreError, Unsupported, OSError, ValueError):  # not proxied, an error answer, unreachable
         return False
     return True

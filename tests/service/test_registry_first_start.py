@@ -10,6 +10,7 @@ child verifies it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -85,6 +86,18 @@ def test_a_tracking_servers_first_start_imports_no_mlflow(service, tmp_path, exa
         }
         model_file = run_model_file(server.artifacts, run["run_id"])
         first_start_without_mlflow(service, env, example_data.x_test[:3], model_file)
+
+        # Files fetched by name and number are kept only while the record names the same content.
+        identity = quick_lookup(server.uri, parse_registered(URI))
+        assert identity is not None
+        stale = dataclasses.replace(identity, created="1")
+        target = tmp_path / "other-cache" / "stale"
+        assert not quick_download(server.uri, stale, target)
+        assert not target.exists()
+        assert list(target.parent.iterdir()) == []  # no staging folder left behind
+        assert quick_download(server.uri, identity, tmp_path / "other-cache" / "same")
+        served = next(server.artifacts.rglob("model.skops"))  # the one registered model's artifact
+        assert (tmp_path / "other-cache" / "same" / "model.skops").read_bytes() == served.read_bytes()
 
 
 def test_only_the_content_the_registry_names_now_is_copied(tmp_path, embedded_store, monkeypatch):
