@@ -13,9 +13,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,16 @@ def mapped_packages(pid: int) -> set[str]:
 def workers_of(svc: ServiceProcess) -> list[psutil.Process]:
     assert svc.proc is not None
     return psutil.Process(svc.proc.pid).children()
+
+
+def settle(svc: ServiceProcess, timeout: float = 180.0) -> None:
+    """Wait until the preparation child is done: a first start of a linear model answers from its
+    arrays before the child has verified it (model/provisional.py), and only the child's verified
+    form enters the prepared-model cache that the next start is meant to find."""
+    deadline = time.monotonic() + timeout
+    while not re.search(r"verified, scikit-learn gives the answers served|model \S+: prepared", svc.output()):
+        assert time.monotonic() < deadline, svc.output()[-3000:]
+        time.sleep(0.1)
 
 
 def predict(svc: ServiceProcess, rows: list[list[float]]) -> list[float]:
@@ -178,6 +190,7 @@ def test_a_pinned_version_seen_before_starts_from_the_cache_once_the_registry_co
     rows = example_data.x_test[:2]
     with service(pinned, env=env) as first:
         answers = predict(first, rows)
+        settle(first)
     assert FROM_CACHE not in first.output()
 
     with service(pinned, env=env) as again:  # the registry names the same content: from the cache
@@ -254,6 +267,7 @@ def test_an_alias_is_asked_on_every_start_and_follows_the_registry(
     uri = f"models:/{name}@champion"
     with service(uri, env=env) as first:
         assert requests.get(first.url + "/", timeout=5).headers["x-model-version"] == "1"
+        settle(first)
 
     # A second version of the same artifacts, and the alias moved to it: the next start serves it,
     # from the cache (same artifact digest), after asking the store directly.

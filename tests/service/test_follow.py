@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import run_train
+from tests.service.test_cold_start import settle
 from tests.support.mlflow_server import MlflowServer
 from tests.support.processes import wait_http
 from tests.trainer.helpers import store
@@ -60,6 +61,7 @@ def test_a_new_champion_is_swapped_in_under_load_with_no_failed_request(service,
     env = {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": uri}
     svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=["--follow", "--follow-interval", "0.5"])
     svc.start()
+    settle(svc)  # the first start answers from the arrays; versions are followed once it is verified
     row = example_data.x_test[0]
     answers: list[tuple[int, str, float]] = []
     stop = threading.Event()
@@ -118,6 +120,7 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(service, two
         model_file.write_bytes(b"not a model at all")
     env = {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": uri}
     svc = service(f"models:/{MODEL}@champion", env=env, args=["--follow", "--follow-interval", "0.3"]).start()
+    settle(svc)
     row = example_data.x_test[0]
     move_alias(uri, damaged)
     deadline = time.monotonic() + 60
@@ -137,6 +140,7 @@ def test_sighup_resolves_again_without_follow(service, two_versions, example_dat
     move_alias(uri, "1")
     env = {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": uri}
     svc = service(f"models:/{MODEL}@champion", env=env, workers=2).start()
+    settle(svc)
     row = example_data.x_test[0]
     move_alias(uri, "2")
     time.sleep(1.0)
@@ -179,6 +183,7 @@ def test_a_signed_mlflow_webhook_swaps_and_a_forged_one_is_refused(service, tmp_
         move_alias(server.uri, "1")  # alpha 0.5 scores better: the trainer made version 2 champion
         env = {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": server.uri, "DIABETES_WEBHOOK_SECRET": secret}
         svc = service(f"models:/{MODEL}@champion", env=env).start()
+        settle(svc)
         row = example_data.x_test[0]
         forged = requests.post(
             svc.url + "/hooks/mlflow",

@@ -3,6 +3,8 @@
 Run once while an image is built, with PYTHONPYCACHEPREFIX set, it leaves the byte-code of exactly
 that closure (the CLI's serve path, the supervisor, a worker and uvicorn's loop, HTTP and lifespan
 modules; ~11 MB) for the image to ship, so a new container answers without compiling Python first.
+So does a first start of a registered version (issue 26): the registry's REST client, the download
+cache and the reader that serves a linear model from its artifact's arrays are in the closure too.
 Anything else (scikit-learn, for a model that does not compile) is still compiled on first import.
 """
 
@@ -20,6 +22,13 @@ MODULES = (
     "diabetes_service.supervisor.worker",
     "diabetes_service.model.loading",
     "diabetes_service.model.prepared",
+    # A first start of a registered version: asked and fetched without MLflow, served from its arrays.
+    "diabetes_store.registry",
+    "diabetes_store.registry_rest",
+    "diabetes_store.registry_sqlite",
+    "diabetes_store.cache",
+    "diabetes_service.model.provisional",
+    "diabetes_service.model.compile.skops_linear",
     "yaml",
     "diabetes_service.transport.grpc_server",
     "google.protobuf.descriptor_pb2",
