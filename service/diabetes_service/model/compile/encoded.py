@@ -15,9 +15,10 @@ The preparation child compiles it once and the prepared-model cache keeps it (`s
 model's own files, linear.npz and linear.json, plus the encoding in front of it: encoded.json for
 the one-hot indexes and the categories, encoded.npz for the scalers' arrays), so that the workers
 of a typed pipeline load it with numpy alone and never import pandas or scikit-learn, and a restart
-starts from the cache instead of preparing it again. Before, the example pipeline (`diabetes train
---task pipeline`) with 2 workers held 544 MiB and took 4.3 s from a restart to its first answer
-(the numeric example: 177 MiB, 0.34 s).
+starts from the cache instead of preparing it again. The example pipeline (`diabetes train --task
+pipeline`) with 2 workers: a process tree of 170 MiB (RSS summed; 587 MiB before) and a restart to
+the first answer 1.17x the numeric example's (19.5x before), in the same run of `python -m
+loadtests.bench.pipelines` (docs/performance-pipelines.md).
 """
 
 from __future__ import annotations
