@@ -340,3 +340,21 @@ def test_an_entry_holds_the_encoding_and_nothing_executable(covered):
     assert all(hot["ignore_unknown"] is False for hot in encoding["one_hots"])
     with np.load(entry / "encoded.npz", allow_pickle=False) as arrays:
         assert sorted(arrays.files) == ["mean_0", "scale_0"]  # the scaler's; passthrough's are 0 and 1
+
+
+def test_a_pipeline_of_doubles_selected_by_name_is_served_by_scikit_learn_as_before(tmp_path):
+    """No typed column: the core hands the model a float matrix, not the table the compiled form reads."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = _frame(80, 4)[["spend"]].assign(share=lambda f: f["spend"] / 100.0)
+    columns = ColumnTransformer([("numbers", StandardScaler(), ["spend", "share"])])
+    model = Pipeline([("columns", columns), ("model", Ridge())]).fit(frame, _target(_frame(80, 4)))
+    folder = _save(tmp_path / "model", model, frame)
+    resolved = prepare_into(folder, tmp_path / "cache", POLICY)
+    assert (resolved.compiled, resolved.uncompiled) == (None, None)
+    core = _core(load_model(folder, POLICY))
+    rows = [[float(a), float(b)] for a, b in frame.head(10).itertuples(index=False)]
+    np.testing.assert_allclose(core.predict(core.matrix(rows), "predict"), model.predict(frame.head(10)), rtol=1e-12)

@@ -381,6 +381,8 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
     if isinstance(probe, np.ndarray):
         compiled: Any = linear.compile_verified(loaded.estimator, probe)
         save = linear.save
+    elif not encoded.applies(loaded):  # doubles the model selects by name: scikit-learn serves it, as before
+        return resolved
     else:  # typed columns: a pipeline of encoders and a linear model compiles to its arithmetic
         try:
             compiled = encoded.compile_loaded(loaded)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from diabetes_client.schema import METHODS
-from diabetes_service.model.columns import ColumnError, ColumnType, Table, frame
+from diabetes_service.model.columns import ColumnError, ColumnType, Table, frame, is_typed
 from diabetes_service.model.compile import linear
 from diabetes_service.model.compile.linear import CompiledModel, _compile, answers_agree
 from diabetes_service.model.loading import LoadedModel
@@ -139,6 +139,12 @@ def compile_checked(estimator: Any, names: Sequence[str], types: Sequence[Column
         raise
     except Exception as exc:  # any doubt: the estimator serves itself
         raise Uncovered(f"compiling it failed: {type(exc).__name__}: {exc}") from None
+
+
+def applies(loaded: LoadedModel) -> bool:
+    """Whether the model takes typed columns (a Table in the core), the input this form scores; a
+    model of doubles only gets a float matrix there, even one that selects its columns by name."""
+    return is_typed([ColumnType(feature.type, feature.optional) for feature in loaded.features])
 
 
 def compile_loaded(loaded: LoadedModel) -> EncodedLinear:
