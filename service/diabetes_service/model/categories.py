@@ -12,6 +12,9 @@ from typing import Any
 
 def known_categories(estimator: Any) -> dict[str, list[str]]:
     """{column name: its string categories} for every encoder fed one named column directly."""
+    kept = getattr(estimator, "known_categories", None)
+    if isinstance(kept, dict):  # a compiled pipeline (compile/encoded.py): read off its encoders when compiled
+        return {name: list(values) for name, values in kept.items()}
     found: dict[str, list[str]] = {}
     _walk(estimator, None, found)
     return found

@@ -70,10 +70,14 @@ def model_file(path: Path) -> Path | None:
 
 
 def load_compiled(folder: str | Path) -> LoadedModel:
-    """A linear model compiled by the preparation step: numpy arrays, no scikit-learn import."""
+    """A model compiled by the preparation step: a linear model's numpy arrays, and the encoding in
+    front of it for a typed pipeline (compile/encoded.py); no scikit-learn or pandas import."""
+    from diabetes_service.model.compile import encoded
     from diabetes_service.model.compile.linear import load
 
     compiled, meta = load(Path(folder))
+    if encoded.is_encoded(Path(folder)):
+        compiled = encoded.load(Path(folder), compiled)
     features = tuple(Feature(f["name"], f["type"], f.get("optional", False)) for f in meta["features"])
     return LoadedModel(compiled, features, meta.get("input_example"), predict_fn=meta.get("predict_fn"))
 

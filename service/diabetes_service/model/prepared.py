@@ -1,10 +1,11 @@
 """The content-addressed cache of prepared models: compiled, verified, keyed by the artifact's sha256.
 
-Preparing a model (loading it with scikit-learn, scoring probe rows, compiling a linear model to
-numpy arrays) costs seconds, mostly importing scikit-learn; loading the prepared form costs
-milliseconds and numpy alone. So the form is kept, keyed by the artifact file's digest (and a
-digest of the MLmodel file and input example beside it), and a restart, a new replica from an
-image with the form baked in, or a pinned registry version seen before starts from it.
+Preparing a model (loading it with scikit-learn, scoring probe rows, compiling a linear model, or
+a typed pipeline of encoders and a linear model, to numpy arrays: model/compile/) costs seconds,
+mostly importing scikit-learn; loading the prepared form costs milliseconds and numpy alone. So
+the form is kept, keyed by the artifact file's digest (and a digest of the MLmodel file and input
+example beside it), and a restart, a new replica from an image with the form baked in, or a
+pinned registry version seen before starts from it.
 
 An entry records the digest of each of its own files. One that does not match (a partial copy, a
 disk error, a hand edit) is ignored and prepared again, never trusted; nothing in it is executable
@@ -29,8 +30,9 @@ from pathlib import Path
 from diabetes_service.model.artifact import artifact_sha256, context_sha256, file_sha256
 from diabetes_store.cache import cache_root, install
 
-FORMAT = 3  # bump when the prepared form changes meaning: older entries are then prepared again
-# (2: trust facts; 3: the pyfunc predict_fn)
+FORMAT = 4  # bump when the prepared form changes meaning: older entries are then prepared again
+# (2: trust facts; 3: the pyfunc predict_fn; 4: typed pipelines' encoding, which code before it
+# would read as a bare linear model)
 ENTRY_FILE = "entry.json"
 BAKED_ENV = "DIABETES_PREPARED_MODELS"
 

@@ -11,10 +11,12 @@ store's folder, a tracking server's artifact proxy: milliseconds for the worked 
 start from the registry goes the way of a local folder's, 0.4 s instead of 5.2 s. Otherwise a
 short-lived child process (`python -m diabetes_service.model.resolution`) turns the URI into a
 local folder or file (through the store's REST client, or MLflow, whose import alone takes seconds
-and a lot of memory), loads the model, scores probe rows with it, and compiles a linear model to
-numpy arrays. So the supervisor never imports MLflow or scikit-learn, a model that cannot be served
-stops the service before it listens (with the child's whole message, on one line), and workers
-serving a linear model never import scikit-learn either. Downloads go to the store's cache
+and a lot of memory), loads the model, scores probe rows with it, and compiles a linear model (or a
+typed pipeline of encoders and a linear model: compile/encoded.py) to numpy arrays. So the
+supervisor never imports MLflow or scikit-learn, a model that cannot be served stops the service
+before it listens (with the child's whole message, on one line), and workers serving a compiled
+model never import scikit-learn (nor pandas) either; a typed model that does not compile says why,
+once, in the supervisor's log. Downloads go to the store's cache
 (diabetes_store.cache), keyed by the version's content and renamed into place whole, so an
 interrupted download is never used. The child keeps a compiled model's prepared form in the cache
 for the next start.
@@ -30,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from diabetes_service.errors import ModelLoadError
 from diabetes_service.model import prepared
@@ -55,6 +58,9 @@ class ResolvedModel:
     # A registered version's content (diabetes_store.identity digest): what --follow compares, since a
     # version number may be given again to another model.
     content: str | None = None
+    # Why a model with typed columns has no compiled form (compile/encoded.py): its workers import
+    # pandas and scikit-learn, and every start prepares it again. The supervisor logs it (report).
+    uncompiled: str | None = None
 
 
 def needs_mlflow(uri: str) -> bool:
@@ -141,6 +147,13 @@ def from_prepared(
 def report(uri: str, resolved: ResolvedModel) -> None:
     how = "from the prepared-model cache" if resolved.from_cache else "prepared"
     log.info("model %s: %s%s", uri, how, f" (artifact sha256 {resolved.sha256})" if resolved.sha256 else "")
+    if resolved.uncompiled:
+        log.warning(
+            "model %s: served by scikit-learn itself (each worker imports pandas and scikit-learn, and every "
+            "start prepares it again): %s",
+            uri,
+            resolved.uncompiled,
+        )
 
 
 def locate(uri: str, tracking_uri: str | None) -> tuple[ResolvedModel | None, str]:
@@ -348,7 +361,7 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
     import numpy as np
 
     from diabetes_client.schema import METHODS
-    from diabetes_service.model.compile import linear
+    from diabetes_service.model.compile import encoded, linear
     from diabetes_service.model.loading import load_model, model_file
     from diabetes_service.model.probes import probe_input
 
@@ -377,9 +390,17 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
             except Exception as exc:
                 raise ModelLoadError(f"the model failed its warm-up {method}: {type(exc).__name__}: {exc}") from exc
     resolved = replace(resolved, features=tuple(f.name for f in loaded.features), sha256=loaded.sha256)
-    if not isinstance(probe, np.ndarray):  # a DataFrame: only a float matrix compiles
+    if isinstance(probe, np.ndarray):
+        compiled: Any = linear.compile_verified(loaded.estimator, probe)
+        save = linear.save
+    elif not encoded.applies(loaded):  # doubles the model selects by name: scikit-learn serves it, as before
         return resolved
-    compiled = linear.compile_verified(loaded.estimator, probe)
+    else:  # typed columns: a pipeline of encoders and a linear model compiles to its arithmetic
+        try:
+            compiled = encoded.compile_loaded(loaded)
+        except encoded.Uncovered as exc:
+            return replace(resolved, uncompiled=str(exc))
+        save = encoded.save
     if compiled is None:
         return resolved
     from diabetes_service.model.pyfunc import read_pyfunc
@@ -391,9 +412,9 @@ def _check_and_compile(resolved: ResolvedModel, compile_to: Path, policy: TrustP
         "predict_fn": read_pyfunc(resolved.path).predict_fn,
         **_artifact_trust(model_file(Path(resolved.path))),
     }
-    entry = None if key is None else prepared.store(key, lambda folder: linear.save(compiled, folder, meta))
+    entry = None if key is None else prepared.store(key, lambda folder: save(compiled, folder, meta))
     if entry is None:  # no artifact digest, or the cache is not writable: a copy for this start only
-        linear.save(compiled, compile_to, meta)
+        save(compiled, compile_to, meta)
     return replace(resolved, compiled=str(entry or compile_to))
 
 

@@ -104,8 +104,9 @@ class ScoringCore:
         self.column_types = tuple(ColumnType(f.type, f.optional) for f in self.features)
         # Anything but required doubles: every value checked against its column, a DataFrame for the model.
         self.typed = is_typed(self.column_types)
-        # A DataFrame for the model (typed, or selecting its columns by name; warm_up finds out).
-        self.frame_input = self.typed
+        # A DataFrame for the model (typed, or selecting its columns by name; warm_up finds out), unless
+        # it scores the checked Table itself (a typed pipeline compiled ahead: no pandas in the worker).
+        self.frame_input = self.typed and not getattr(self.estimator, "takes_table", False)
         self.example_rows: list[list[Any]] = loaded.input_example or [[0.0] * len(self.features)]
         # The class labels, in the order of predict_proba's and decision_function's columns.
         classes = getattr(self.estimator, "classes_", None)
