@@ -180,17 +180,39 @@ class PayloadSink:
                 return
 
     def _flush(self, batch: list[Any], rows: int) -> None:
-        """One file per partition (model, version, date, hour); a partition that fails is dropped, counted."""
-        partitions: dict[tuple[str, str, int], list[Any]] = {}
+        """One file per partition (model, version, date, hour); a partition that fails is dropped, counted.
+
+        Calls are sorted by the objects they hold (the model that answered, the core that scored,
+        the hour), with no object built per call; each bucket is then named once."""
+        buckets: dict[tuple[int, int, int], list[Any]] = {}
+        models = [item[6] for item in batch]
+        cores = [item[7][3] if item[7] is not None else None for item in batch]
+        stamps = [item[0] for item in batch]
+        first, last = int(min(stamps) // 3600), int(max(stamps) // 3600)
+        if first == last and models.count(models[0]) == len(batch) and cores.count(cores[0]) == len(batch):
+            batch, buckets = [], {(0, 0, first): batch}  # the usual batch: one model, one hour
         for item in batch:
-            entry = self._entry(item)
-            key = (entry.name, UNVERSIONED.get(entry.version, entry.version), int(entry.timestamp // 3600))
-            partitions.setdefault(key, []).append(entry)
-        for (name, version, hours), entries in partitions.items():
-            count = sum(entry.rows for entry in entries)
+            kept = item[7]
+            key = (id(item[6]), id(kept[3]) if kept is not None else 0, int(item[0] // 3600))
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [item]
+            else:
+                bucket.append(item)
+        partitions: dict[tuple[str, str, int], tuple[Any, list[Any]]] = {}
+        for (_, _, hours), calls in buckets.items():
+            name, version, core = self._identity(calls[0])
+            key = (name, UNVERSIONED.get(version, version), hours)
+            if key in partitions:
+                known, merged = partitions[key]
+                partitions[key] = (known or core, merged + calls)
+            else:
+                partitions[key] = (core, calls)
+        for (name, version, hours), (core, calls) in partitions.items():
+            count = rows if len(partitions) == 1 else sum(len(c[7][0]) if c[7] is not None else 1 for c in calls)
             when = datetime.fromtimestamp(hours * 3600, UTC)
             try:
-                table = self.records.build(entries, self.redact)
+                table = self.records.build(calls, name, version, core, self.redact)
                 self._write((name, version, f"{when:%Y-%m-%d}", f"{when:%H}"), table)
             except Exception as exc:  # whatever the disk or the data says, the call has its answer
                 self.failed += count
@@ -203,21 +225,19 @@ class PayloadSink:
                 self.broken = None
                 log.warning("payload logging: writing to %s again", self.directory)
 
-    def _entry(self, item: tuple) -> Any:
-        stamp, request_id, route, (protocol, transport), status, error, model, kept = item
-        outputs: dict[str, Any] | None = None
-        inputs = core = None
-        while kept is not None:  # the request's predictions, last first
-            inputs, method, result, core, kept = kept
-            outputs = {method: result, **(outputs or {})}
+    def _identity(self, item: tuple) -> tuple[str, str, Any]:
+        """The name, version and scoring core of a call: the model that answered, else the core that
+        scored it (its first prediction's), else (a refusal) the one serving now."""
+        model, kept = item[6], item[7]
+        core = None
+        while kept is not None:
+            core, kept = kept[3], kept[4]
         if core is None:
             core = self.state.core
         identity = model or (core.identity if core is not None else None)
-        state = self.state
-        name, version = (identity.name, identity.version) if identity else (state.model_name, state.model_version)
-        return self.records.Entry(
-            stamp, request_id, protocol, route, transport, status, error, name, version, core, inputs, outputs
-        )
+        if identity is not None:
+            return identity.name, identity.version, core
+        return self.state.model_name, self.state.model_version, core
 
     def _write(self, key: tuple[str, str, str, str], table: Any) -> None:
         model, version, date, hour = key
