@@ -59,9 +59,9 @@ BASE = pa.schema(
 
 
 # A queued call (payloads.py `offer`): (timestamp in seconds, request id, route, (protocol, transport),
-# status, error, the model that answered or None, kept), `kept` being None for a refusal, else the
-# request's predictions, last first: (input, method, answer, core, the previous link or None).
-STAMP, REQUEST_ID, ROUTE, WHERE, STATUS, ERROR, MODEL, KEPT = range(8)
+# status, error, the model that answered or None, kept, records), `kept` being None for a refusal,
+# else the request's predictions, last first: (input, method, answer, core, the previous link or None).
+KEPT = 7
 
 
 def schema_of(core: Any) -> pa.Schema:
@@ -143,7 +143,7 @@ def _constant(value: Any, total: int) -> pa.Array:
 def _group(
     calls: list[tuple], methods: tuple[str, ...], name: str, version: str, schema: pa.Schema, core: Any
 ) -> pa.Table:
-    stamps, request_ids, routes, wheres, statuses, errors, _, kepts = zip(*calls, strict=True)
+    stamps, request_ids, routes, wheres, statuses, errors, _, kepts, _ = zip(*calls, strict=True)
     n = len(calls)
     inputs: list[Any] = []
     outputs: dict[str, list[Any]] = {}
@@ -308,6 +308,6 @@ def warm_up() -> None:
         classes=None,
     )
     kept = (np.zeros((2, 1)), PREDICT, np.zeros(2), core, None)
-    scored = (0.0, "warm", "/r", ("p", "http"), 200, None, None, kept)
-    refused = (0.0, "warm", "/r", ("p", "http"), 400, b'{"message": "m"}', None, None)
+    scored = (0.0, "warm", "/r", ("p", "http"), 200, None, None, kept, 2)
+    refused = (0.0, "warm", "/r", ("p", "http"), 400, b'{"message": "m"}', None, None, 1)
     write(build([scored, scored, refused], "m", "v", core, {"x": "hash"}), pa.BufferOutputStream())

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from random import random
 from typing import Any
@@ -42,6 +43,8 @@ POLL_SECONDS = 1.0
 MAX_QUEUED_ROWS = 100_000
 # The writer wakes early for a batch this large.
 BATCH_ROWS = 20_000
+# A queued call's fields the writer reads for the whole batch at once (payload_records.py: the layout).
+STAMP, MODEL, ROWS = itemgetter(0), itemgetter(6), itemgetter(8)
 # A model served from a file or folder, not a registry: its partition's version.
 UNVERSIONED = {"local": "none"}
 
@@ -116,7 +119,7 @@ class PayloadSink:
         if self.full:
             self.full = False
             log.warning("payload logging: queue drained; logging records again")
-        self.queue.append((time.time(), request_id, route, where, status, error, model, kept))
+        self.queue.append((time.time(), request_id, route, where, status, error, model, kept, rows))
         self.offered += rows
         if self.thread is None:
             self._start()
@@ -160,13 +163,14 @@ class PayloadSink:
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
             stopping = self.stopping
-            while self.queue:
-                item = self.queue.popleft()
-                kept = item[-1]
-                n = len(kept[0]) if kept is not None else 1
+            queue = self.queue
+            if queue:
                 if not batch:
                     since = time.monotonic()
-                batch.append(item)
+                # Taken whole, counted at C speed: no Python step per call here (the deque's pops are atomic).
+                taken = [queue.popleft() for _ in range(len(queue))]
+                n = sum(map(ROWS, taken))
+                batch += taken
                 rows += n
                 self.taken += n
             due = time.monotonic() - since >= FLUSH_SECONDS - POLL_SECONDS
@@ -185,12 +189,12 @@ class PayloadSink:
         Calls are sorted by the objects they hold (the model that answered, the core that scored,
         the hour), with no object built per call; each bucket is then named once."""
         buckets: dict[tuple[int, int, int], list[Any]] = {}
-        models = [item[6] for item in batch]
-        cores = [item[7][3] if item[7] is not None else None for item in batch]
-        stamps = [item[0] for item in batch]
+        models = list(map(MODEL, batch))
+        stamps = list(map(STAMP, batch))
         first, last = int(min(stamps) // 3600), int(max(stamps) // 3600)
-        if first == last and models.count(models[0]) == len(batch) and cores.count(cores[0]) == len(batch):
-            batch, buckets = [], {(0, 0, first): batch}  # the usual batch: one model, one hour
+        if first == last and models[0] is not None and models.count(models[0]) == len(batch):
+            # The usual batch: every call answered by one loaded model (one identity object), in one hour.
+            batch, buckets = [], {(0, 0, first): batch}
         for item in batch:
             kept = item[7]
             key = (id(item[6]), id(kept[3]) if kept is not None else 0, int(item[0] // 3600))
@@ -209,7 +213,7 @@ class PayloadSink:
             else:
                 partitions[key] = (core, calls)
         for (name, version, hours), (core, calls) in partitions.items():
-            count = rows if len(partitions) == 1 else sum(len(c[7][0]) if c[7] is not None else 1 for c in calls)
+            count = rows if len(partitions) == 1 else sum(map(ROWS, calls))
             when = datetime.fromtimestamp(hours * 3600, UTC)
             try:
                 table = self.records.build(calls, name, version, core, self.redact)
