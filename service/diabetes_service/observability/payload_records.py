@@ -15,7 +15,11 @@ typed request's input as the columns of its table.
 
 The rows come from the arrays the request was already decoded to and the model's answer: a
 request's matrix is concatenated with the others' of its batch here, off the event loop, never
-turned into per-row Python objects on the request path.
+turned into per-row Python objects on the request path. The columns are read straight from the
+tuples the sink queued (`zip(*calls)`), with no object per call: at 1-row calls the writer's Python
+work per call was its cost (an Entry per call and a list per column: 5.2 µs per call, now 2.0 µs,
+payloads.py), and the features are copied once, straight into column order (0.56 -> 0.31 µs per
+row of 100-row calls).
 """
 
 from __future__ import annotations
