@@ -196,7 +196,7 @@ class PayloadSink:
     def _flush(self, batch: list[Any], rows: int) -> None:
         """One file per partition (model, version, date, hour); a partition that fails is dropped, counted.
 
-        Calls are sorted by the objects they hold (the model that answered, the core that scored,
+        Calls are grouped by the objects they hold (the model that answered, the core that scored,
         the hour), with no object built per call; each bucket is then named once."""
         buckets: dict[tuple[int, int, int], list[Any]] = {}
         models = list(map(MODEL, batch))
