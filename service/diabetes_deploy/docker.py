@@ -110,14 +110,21 @@ def docker(*args: str, timeout: float = 120, env: dict[str, str] | None = None) 
     return proc.stdout
 
 
-def service_requirements(root: Path) -> list[str]:
-    """The base dependencies plus the `service` extra, and the `grpc` extra the image's build stage
+def image_extras(spec: DeploymentSpec) -> tuple[str, ...]:
+    """The extras the image installs: `service`, plus `payloads` (pyarrow) when the spec logs payloads.
+    Only then: pyarrow is ~155 MB installed (measured here, its tests and headers left out), against the
+    image's 350 MB budget."""
+    return ("service", "payloads") if spec.payload_logging is not None else ("service",)
+
+
+def service_requirements(root: Path, extras: tuple[str, ...] = ("service",)) -> list[str]:
+    """The base dependencies plus the image's extras, and the `grpc` extra the image's build stage
     writes the gRPC schema with (in a throwaway virtualenv), as pyproject.toml lists them."""
     import tomllib
 
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    return [*project["dependencies"], *extras["service"], *extras["grpc"]]
+    listed = project["optional-dependencies"]
+    return [*project["dependencies"], *(req for extra in (*extras, "grpc") for req in listed[extra])]
 
 
 def host_constraints() -> list[str]:
@@ -137,10 +144,10 @@ def host_constraints() -> list[str]:
     return sorted(pins.values())
 
 
-def download_wheels(root: Path, dest: Path, *, timeout: float = 900) -> int:
+def download_wheels(root: Path, dest: Path, *, extras: tuple[str, ...] = ("service",), timeout: float = 900) -> int:
     """`pip download` the service's wheels (and the build backend) into `dest`; returns the count."""
     dest.mkdir(parents=True, exist_ok=True)
-    requirements = service_requirements(root)
+    requirements = service_requirements(root, extras)
     constraints = dest / "constraints.txt"
     constraints.write_text("\n".join(host_constraints()) + "\n")
     build_backend = ["hatchling>=1.27"]  # pyproject.toml's build backend, for the offline build
@@ -207,6 +214,7 @@ class BuildContext:
     model_version: str = ""
     model_sha256: str = ""  # of the artifact file: baked in as the pin the service checks
     prepared_dir: str = "docker/prepared"  # relative to `path`: the prepared-model entries to bake
+    extras: str = "service"  # the project's extras the image installs (image_extras)
 
 
 def prepare_model(model: Path, cache: Path, digest: str, trusted_types: tuple[str, ...]) -> None:
@@ -224,10 +232,10 @@ def prepare_model(model: Path, cache: Path, digest: str, trusted_types: tuple[st
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def _trusted_types(spec_path: Path) -> tuple[str, ...]:
+def _load_spec(spec_path: Path) -> DeploymentSpec:
     from diabetes_deploy.spec import load_spec
 
-    return tuple(load_spec(spec_path).model.trusted_types)
+    return load_spec(spec_path)
 
 
 def registered_identity(model: Path) -> tuple[str, str]:
@@ -262,9 +270,11 @@ def build_context(
         model = resolve_model(model_uri, ctx / "model", tracking_uri)
         digest = deploy_api.artifact_digest(model)
         # Then its preparation, before the wheels: a model that cannot be served fails fast too.
-        prepare_model(model, ctx / "model-cache", digest, _trusted_types(spec_path))
+        spec = _load_spec(spec_path)
+        prepare_model(model, ctx / "model-cache", digest, tuple(spec.model.trusted_types))
         shutil.copy2(spec_path, ctx / "deployment.yaml")
-        count = download_wheels(root, ctx / "docker" / "wheels") if wheels else 0
+        extras = image_extras(spec)
+        count = download_wheels(root, ctx / "docker" / "wheels", extras=extras) if wheels else 0
         (ctx / "docker" / "wheels").mkdir(exist_ok=True)
         name, version = registered_identity(model)
         yield BuildContext(
@@ -276,22 +286,29 @@ def build_context(
             version,
             digest,
             prepared_dir="model-cache/prepared",
+            extras=",".join(extras),
         )
 
 
-def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, timeout: float = 1200) -> None:
-    build_args = {
+def build_args(ctx: BuildContext, base_image: str | None = None) -> dict[str, str]:
+    """The Dockerfile's build args for `ctx`."""
+    values = {
         "MODEL_DIR": ctx.model_dir,
         "SPEC_FILE": ctx.spec_file,
         "MODEL_NAME": ctx.model_name,
         "MODEL_VERSION": ctx.model_version,
         "MODEL_SHA256": ctx.model_sha256,
         "PREPARED_DIR": ctx.prepared_dir,
+        "EXTRAS": ctx.extras,
     }
     if base_image:
-        build_args["BASE_IMAGE"] = base_image
+        values["BASE_IMAGE"] = base_image
+    return values
+
+
+def build_image(ctx: BuildContext, tag: str, *, base_image: str | None = None, timeout: float = 1200) -> None:
     args = ["build", "--file", str(ctx.path / "docker" / "Dockerfile"), "--tag", tag]
-    for key, value in build_args.items():
+    for key, value in build_args(ctx, base_image).items():
         args += ["--build-arg", f"{key}={value}"]
     docker(*args, str(ctx.path), timeout=timeout)
 
@@ -312,6 +329,10 @@ def run_args(spec: DeploymentSpec, image: str, *, port: int, host: str = "127.0.
     ]  # fmt: skip
     if spec.grpc_port and grpc_port:
         args += ["--publish", f"{host}:{grpc_port}:{spec.grpc_port}"]
+    if spec.payload_logging is not None and spec.payload_logging.dir.startswith("/"):
+        # The root is read-only: the payload log gets a tmpfs of its own, which the non-root user writes
+        # (a relative dir lands in /tmp, the WORKDIR). Its records live as long as the container.
+        args += ["--tmpfs", f"{spec.payload_logging.dir}:rw,mode=1777,size=256m"]
     for name, value in serving_environment(spec).items():
         args += ["--env", f"{name}={value}"]
     if spec.auth.enabled:

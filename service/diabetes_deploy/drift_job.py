@@ -11,18 +11,27 @@ fails on drift (exit 3, no retry), which `kube_job_status_failed` turns into an 
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from diabetes_deploy.spec import DeploymentSpec
 
 VOLUME = "payloads"
+WORKDIR = "/tmp"  # noqa: S108 - the image's WORKDIR (docker/Dockerfile), where a relative dir lands
 
 
 def payload_mount(spec: DeploymentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the volume, its mount) the pods and the job share."""
-    assert spec.monitor is not None
-    volume = {"name": VOLUME, "persistentVolumeClaim": {"claimName": spec.monitor.claim}}
-    return volume, {"name": VOLUME, "mountPath": spec.monitor.dir}
+    """(the volume, its mount) the pods write the payload log to: the `monitor:` claim, which the job
+    mounts too; without a `monitor:` section, an emptyDir (the root filesystem is read-only), whose
+    records live as long as the pod. A relative payload_logging.dir is under the image's WORKDIR, /tmp."""
+    if spec.monitor is not None:
+        volume = {"name": VOLUME, "persistentVolumeClaim": {"claimName": spec.monitor.claim}}
+        return volume, {"name": VOLUME, "mountPath": spec.monitor.dir}
+    assert spec.payload_logging is not None
+    return {"name": VOLUME, "emptyDir": {}}, {
+        "name": VOLUME,
+        "mountPath": posixpath.join(WORKDIR, spec.payload_logging.dir),
+    }
 
 
 def command(spec: DeploymentSpec) -> str:

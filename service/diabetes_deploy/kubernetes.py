@@ -14,7 +14,8 @@ DIR or inside a git working tree.
 DIR/monitoring/ holds the PodMonitor (scraping the pods' metrics port, with no key), PrometheusRule
 and dashboard ConfigMap (monitoring.py), with their own kustomization: they need the Prometheus
 operator's CRDs, which not every cluster has. With the spec's `monitor:` section, the pods mount the
-payload log's volume and drift-cronjob.yaml runs `diabetes monitor` on it nightly (drift_job.py).
+payload log's volume and drift-cronjob.yaml runs `diabetes monitor` on it nightly (drift_job.py);
+with `payload_logging:` alone, the pods write it to an emptyDir (records live as long as the pod).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def deployment(spec: DeploymentSpec, image: str) -> dict[str, Any]:
             },
         },
     }
-    if spec.monitor is not None:  # the payload log's volume, which the nightly drift job reads (drift_job.py)
+    if spec.monitor is not None or spec.payload_logging is not None:  # the payload log's volume (drift_job.py)
         from diabetes_deploy.drift_job import payload_mount
 
         volume, mount = payload_mount(spec)

@@ -285,7 +285,7 @@ class ServiceSettings(BaseModel):
     def _payloads_need_pyarrow(self) -> ServiceSettings:
         # Found, not imported: pyarrow's import (~100 ms) is paid by the workers that log, not by every start.
         if self.log_payloads and importlib.util.find_spec("pyarrow") is None:
-            raise ValueError("--log-payloads needs pyarrow: pip install 'diabetes-scoring[batch]'")
+            raise ValueError("--log-payloads needs pyarrow: pip install 'diabetes-scoring[payloads]'")
         return self
 
     @model_validator(mode="after")

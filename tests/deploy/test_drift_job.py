@@ -104,3 +104,25 @@ def test_the_jobs_shell_line_reports_the_last_hours_and_fails_on_drift(tmp_path:
     reports = sorted((payloads / "_reports").iterdir())
     assert [p.suffix for p in reports] == [".html", ".json"]
     assert yaml.safe_load(reports[1].read_text())["rows"] == 1_000
+
+
+def test_payload_logging_without_a_monitor_section_writes_to_an_empty_dir(tmp_path: Path) -> None:
+    # The root filesystem is read-only: without a claim, the pods still need a writable payload folder.
+    manifests = _manifests(tmp_path, "payload_logging:\n  dir: /var/log/diabetes/payloads\n")
+    deployment = manifests["deployment.yaml"]
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    assert "drift-cronjob.yaml" not in manifests
+    serving = deployment["spec"]["template"]["spec"]
+    assert {"name": "payloads", "emptyDir": {}} in serving["volumes"]
+    mount = {"name": "payloads", "mountPath": "/var/log/diabetes/payloads"}
+    assert mount in serving["containers"][0]["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in serving["containers"][0]["env"]}
+    assert env["DIABETES_LOG_PAYLOADS"] == "/var/log/diabetes/payloads"
+
+
+def test_a_relative_payload_folder_is_mounted_under_the_images_workdir(tmp_path: Path) -> None:
+    manifests = _manifests(tmp_path, "payload_logging:\n  dir: payloads\n")
+    deployment = manifests["deployment.yaml"]
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "payloads", "mountPath": "/tmp/payloads"} in mounts

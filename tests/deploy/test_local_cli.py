@@ -130,3 +130,28 @@ def test_a_taken_host_port_is_a_clear_error_before_the_build(tmp_path: Path, fla
         f"diabetes deploy: port {taken} on 127.0.0.1 is taken (is `make run` still serving there? Ctrl+C stops "
         f"it); stop what listens there, or choose another host port with {flag}"
     )
+
+
+def test_a_spec_logging_payloads_gets_pyarrow_in_the_image_and_a_writable_folder(tmp_path: Path) -> None:
+    """The build inputs (building the image itself is tests/deploy/test_docker.py's, with the engine):
+    pyarrow is downloaded and installed only when the spec turns payload logging on."""
+    from diabetes_deploy.docker import BuildContext, build_args, image_extras, run_args, service_requirements
+    from diabetes_deploy.spec import load_spec
+
+    plain = load_spec(SPEC)
+    spec_file = tmp_path / "deployment.yaml"
+    spec_file.write_text(SPEC.read_text() + "payload_logging:\n  dir: /var/log/diabetes/payloads\n")
+    logging = load_spec(spec_file)
+    assert image_extras(plain) == ("service",)
+    assert image_extras(logging) == ("service", "payloads")
+    assert not any(req.startswith("pyarrow") for req in service_requirements(REPO, image_extras(plain)))
+    assert any(req.startswith("pyarrow") for req in service_requirements(REPO, image_extras(logging)))
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "ARG EXTRAS=service" in dockerfile
+    assert '"/src[${EXTRAS}]"' in dockerfile
+    assert 'payloads = [\n    "pyarrow' in (REPO / "pyproject.toml").read_text()
+    assert "/var/log/diabetes/payloads:rw,mode=1777,size=256m" in run_args(logging, "img", port=9000)
+    assert not any(a.startswith("/var/log") for a in run_args(plain, "img", port=9000))
+    # build_image hands the extras to the Dockerfile.
+    context = BuildContext(tmp_path, "model", "deployment.yaml", 0, extras=",".join(image_extras(logging)))
+    assert build_args(context)["EXTRAS"] == "service,payloads"
