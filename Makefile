@@ -70,11 +70,13 @@ lint: install
 	$(BIN)/lint-imports --cache-dir .cache/import-linter
 
 # The whole suite, the process tests on TEST_WORKERS pytest-xdist workers; `--dist loadgroup` keeps each
-# xdist_group (set by rule in tests/support/tiers.py: Docker, the default ports, timing, a module's
-# server) on one worker (docs/testing.md).
+# xdist_group (set by rule in tests/support/tiers.py: Docker, the default ports, a module's server) on
+# one worker (docs/testing.md).
 TEST_WORKERS ?= 3
+# The `timing` tests (benchmarks, load tests, the fault suite: marked by the same rule) then run alone,
+# in a second phase: their latency targets cannot hold beside two other workers' load.
 test: install system-deps lint
-	bash scripts/docker-session.sh $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	bash scripts/docker-session.sh bash scripts/test-phases.sh $(BIN)/python $(TEST_WORKERS)
 
 # The fast tier: every test the rule did not mark `process`, in this one process (no system deps,
 # no Docker, no server started).

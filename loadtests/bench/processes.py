@@ -107,14 +107,17 @@ class ServerProcess:
                 total += proc.memory_info().rss
         return total / 2**20
 
-    def tree_cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the process and its live descendants."""
-        total = 0.0
+    def tree_cpu_seconds(self) -> CpuSnapshot:
+        """User + system CPU time used so far by the process and each live descendant (by pid): a
+        difference of two snapshots counts only the processes alive in both, plus the new ones. A sum
+        over the tree would go down when a descendant exits in between: the preparation child, which
+        verifies a first start's served arrays in the background, measured -15 µs per request."""
+        times: dict[int, float] = {}
         for proc in self._tree():
             with contextlib.suppress(psutil.NoSuchProcess):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
+                used = proc.cpu_times()
+                times[proc.pid] = used.user + used.system
+        return CpuSnapshot(times)
 
     def stop(self) -> None:
         """SIGTERM the whole process group; SIGKILL it if it lingers."""
@@ -131,3 +134,10 @@ class ServerProcess:
         # Workers that outlived their parent are still in the group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class CpuSnapshot(dict):
+    """CPU seconds by pid at one moment; `later - earlier` is the CPU the tree used in between."""
+
+    def __sub__(self, earlier: dict[int, float]) -> float:
+        return sum(max(0.0, used - earlier.get(pid, 0.0)) for pid, used in self.items())

@@ -52,9 +52,11 @@ def workers_of(svc: ServiceProcess) -> list[psutil.Process]:
 def settle(svc: ServiceProcess, timeout: float = 180.0) -> None:
     """Wait until the preparation child is done: a first start of a linear model answers from its
     arrays before the child has verified it (model/provisional.py), and only the child's verified
-    form enters the prepared-model cache that the next start is meant to find."""
+    form enters the prepared-model cache that the next start is meant to find. A start that found the
+    verified form in that cache already has nothing to wait for."""
     deadline = time.monotonic() + timeout
-    while not re.search(r"verified, scikit-learn gives the answers served|model \S+: prepared", svc.output()):
+    done = r"verified, scikit-learn gives the answers served|model \S+: prepared|: from the prepared-model cache"
+    while not re.search(done, svc.output()):
         assert time.monotonic() < deadline, svc.output()[-3000:]
         time.sleep(0.1)
 

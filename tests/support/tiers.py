@@ -236,7 +236,12 @@ def _group(item: pytest.Function, reader: Reader) -> str | None:
         return "docker"  # one engine, fixed container and image names (tests/deploy/test_docker.py)
     folder = item.path.parent.name
     if item.get_closest_marker("timing") or (folder in TIMING_FOLDERS and item.path.parent.parent.name == "tests"):
-        return "timing"  # measures latency or runs a load: one at a time
+        # Measures latency or runs a load: one at a time, and (`make test`) after the parallel phase,
+        # alone on the machine: beside two other xdist workers, the fault suite's 100 ms and 2x p99
+        # targets failed on their neighbours' load, not the service's (CI run of 2026-12-08).
+        if item.get_closest_marker("timing") is None:
+            item.add_marker(pytest.mark.timing)
+        return "timing"
     if DEFAULT_PORTS & _constants(item.obj):
         return "default-ports"
     for _name, function, scope in _fixture_functions(item):
