@@ -71,8 +71,8 @@ class WorkerBoard:
     def set_rollout_state(self, state: int) -> None:
         self._rollout[0] = state
 
-    def count_challenger_call(self, slot: int) -> None:
-        self._challenger_calls[slot] += 1
+    def count_challenger_call(self, slot: int, calls: int = 1) -> None:
+        self._challenger_calls[slot] += calls
 
     def challenger_calls(self) -> int:
         return sum(self._challenger_calls)

@@ -185,9 +185,8 @@ def offer_and_drain(rollout, copies) -> None:
     async def run() -> None:
         for copy in copies:
             rollout.shadow.offer(copy)
-        while not rollout.shadow.queue.empty() or rollout.counts.get("challenger_calls", 0) < len(copies):
+        while rollout.counts.get("challenger_calls", 0) < len(copies):
             await asyncio.sleep(0.001)
-        rollout.shadow.task.cancel()
 
     asyncio.run(asyncio.wait_for(run(), 30))
 

@@ -181,15 +181,26 @@ class Rollout:
             diverged = np.concatenate(([0], np.cumsum(self.diverged_rows(expected, result))))
         except Exception:  # scored alone next: each copy hears its own error
             return False
-        self.count("shadow_calls", len(group))
-        self.count("shadow_batches")
         rows = np.fromiter((len(c[2]) for c in group), dtype=np.intp, count=len(group))
         ends = np.cumsum(rows)
         by_copy = (diverged[ends] - diverged[ends - rows]).tolist()
-        self.count("diverged_rows", sum(by_copy))
-        self.count("compared_rows", int(ends[-1]))
-        for copy_rows, copy_diverged in zip(rows.tolist(), by_copy, strict=True):
-            self.record(True, seconds, copy_diverged, copy_rows)  # each copy: its batch's time (shadow.py)
+        counts = self.counts
+        for name, by in (
+            ("shadow_calls", len(group)),
+            ("challenger_calls", len(group)),
+            ("shadow_batches", 1),
+            ("diverged_rows", sum(by_copy)),
+            ("compared_rows", int(ends[-1])),
+        ):
+            counts[name] = counts.get(name, 0) + by
+        self.metrics.touch()
+        if board.current is not None:
+            workers, slot = board.current
+            workers.count_challenger_call(slot, len(group))
+        # Each copy one call of the guard's window, timed as its batch (shadow.py).
+        reason = self.guard.record_scored(seconds, list(zip(by_copy, rows.tolist(), strict=True)))
+        if reason is not None:
+            self.roll_back(reason)
         return True
 
     async def _shadow_alone(self, copy: Copy) -> None:
