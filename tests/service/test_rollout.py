@@ -371,6 +371,45 @@ def test_a_healthy_challenger_is_promoted(service, registry, example_data):
     set_aliases(uri, champion="1")  # as the other tests expect
 
 
+def test_promote_after_counts_from_when_the_challenger_is_live_in_every_worker():
+    """Its clock starts when every warm worker serves the announced challenger, not at the announcement."""
+    from types import SimpleNamespace
+
+    from diabetes_service.board import AWAY, WARM, WorkerBoard
+    from diabetes_service.observability.metrics import Metrics
+    from diabetes_service.settings import ServiceSettings
+    from diabetes_service.supervisor.rollout import RolloutControl
+
+    settings = ServiceSettings(
+        model_uri=f"models:/{MODEL}@champion", challenger=CHALLENGER, rollout="canary", promote_after="10s"
+    )
+    workers = WorkerBoard(3)
+    for slot in range(3):
+        workers.mark(slot, WARM)
+    control = RolloutControl(settings, workers, Metrics(), champion=None)
+    # The follower's announcement of generation 1 (it needs a registry; the board and control are real).
+    control.challenger = SimpleNamespace(generation=1, current=SimpleNamespace(version="2"))
+    control.poll(0.0)
+    for _ in range(settings.guard_min_calls):
+        workers.count_challenger_call(0)  # calls of an earlier challenger, in a worker still holding it
+    control.poll(60.0)
+    assert control.started is None
+    assert not control._promotion_due(60.0)  # announced a minute ago, live nowhere: no clock yet
+    workers.serve_challenger(0, 1)
+    workers.serve_challenger(1, 1)
+    control.poll(70.0)
+    assert control.started is None  # two workers of three
+    workers.mark(2, AWAY)  # the third is replaced: the others take every connection
+    control.poll(80.0)
+    assert control.started == 80.0
+    for _ in range(settings.guard_min_calls - 1):
+        workers.count_challenger_call(1)
+    assert not control._promotion_due(95.0)  # the calls before it went live do not count
+    workers.count_challenger_call(0)
+    assert not control._promotion_due(89.0)
+    assert control._promotion_due(90.0)
+
+
 def test_a_challenger_with_other_inputs_is_refused_at_start(registry):
     import os
 
