@@ -7,7 +7,9 @@ a copy never delays an answer, and a slow challenger costs shadow coverage, not 
 The first copy into an empty queue sets a timer (`BATCH_SECONDS`); when it fires, one task of the
 worker's event loop takes every copy waiting (up to `BATCH_ROWS` rows a batch) and hands them to
 the rollout, which scores each layout (method and matrix form) in one challenger call and splits
-the answer (scoring/rollout.py). Scored one by one as they came, each copy woke the loop and made a
+the answer (scoring/rollout.py); a challenger whose answers depend on the other rows of a call
+(probed at warm-up, as for the runner's gathering: scoring/core.py), or slower than 50 ms a call,
+scores each copy alone. Scored one by one as they came, each copy woke the loop and made a
 model call of its own: the lead's bench (2 cores, 1-row /score at half the saturation load)
 measured the champion's p99 at 1.46x with shadow on (3.058 / 2.100 ms), 117-147 µs of server CPU
 a request against 102-103 µs; the figure batched is in docs/rollout.md ("What it costs"). A batch
