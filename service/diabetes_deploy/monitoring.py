@@ -195,6 +195,38 @@ def _panel(panel_id: int, title: str, targets: list[tuple[str, str]], unit: str,
     }
 
 
+# Scoring calls during a safe rollout (--challenger), by the model version that computed each answer.
+VERSION_DURATION = "diabetes_model_version_duration_seconds"
+
+
+def _rollout_panel(job: str) -> dict[str, Any]:
+    """The champion and the challenger side by side: calls/s and p99 in the model, one series per
+    version (the champion's is diabetes_model_info's). Empty without a rollout: the series only exist
+    once a rollout has scored (a canary's share, the champion's answers during a shadow)."""
+    panel = _panel(
+        8,
+        "Rollout: calls and p99 by model version (champion and challenger side by side)",
+        [
+            (f"sum by (version) (rate({VERSION_DURATION}_count{job}[$__rate_interval]))", "v{{version}} calls/s"),
+            (
+                f"histogram_quantile(0.99, sum by (version, le) (rate({VERSION_DURATION}_bucket{job}"
+                "[$__rate_interval])))",
+                "v{{version}} p99",
+            ),
+        ],
+        "reqps",
+        12,
+        24,
+    )
+    panel["fieldConfig"]["overrides"] = [
+        {
+            "matcher": {"id": "byFrameRefID", "options": "B"},
+            "properties": [{"id": "unit", "value": "s"}, {"id": "custom.axisPlacement", "value": "right"}],
+        }
+    ]
+    return panel
+
+
 def dashboard() -> dict[str, Any]:
     """A Grafana dashboard (schema 39) over the service's metrics, for one scrape job at a time."""
     job = '{job=~"$job"}'
@@ -288,6 +320,7 @@ def dashboard() -> dict[str, Any]:
             0,
             24,
         ),
+        _rollout_panel(job),
     ]
     return {
         "uid": "diabetes-scoring",

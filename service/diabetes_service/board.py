@@ -40,6 +40,7 @@ class WorkerBoard:
         self._challenger_generation = RawArray(ctypes.c_long, 1)  # the same, for a rollout's challenger
         self._rollout = RawArray(ctypes.c_byte, 1)  # ACTIVE, ROLLED_BACK or PROMOTED
         self._challenger_calls = RawArray(ctypes.c_long, workers)  # each worker's challenger calls, for promotion
+        self._challenger_served = RawArray(ctypes.c_long, workers)  # the challenger generation each worker serves
 
     def mark(self, slot: int, state: int) -> None:
         self._state[slot] = state
@@ -71,11 +72,20 @@ class WorkerBoard:
     def set_rollout_state(self, state: int) -> None:
         self._rollout[0] = state
 
-    def count_challenger_call(self, slot: int) -> None:
-        self._challenger_calls[slot] += 1
+    def count_challenger_call(self, slot: int, calls: int = 1) -> None:
+        self._challenger_calls[slot] += calls
 
     def challenger_calls(self) -> int:
         return sum(self._challenger_calls)
+
+    def serve_challenger(self, slot: int, generation: int) -> None:
+        """This worker's challenger of `generation` is warm and takes its share from now on."""
+        self._challenger_served[slot] = generation
+
+    def challenger_live(self, generation: int) -> bool:
+        """Every worker taking connections serves the challenger of `generation` (and one does)."""
+        warm = [slot for slot, state in enumerate(self._state) if state == WARM]
+        return bool(warm) and all(self._challenger_served[slot] == generation for slot in warm)
 
     def all_warm(self) -> bool:
         """Every listening worker is warm, and at least one is."""

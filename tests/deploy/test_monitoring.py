@@ -28,6 +28,9 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian's
 KEYWORDS = {"or", "and", "unless", "bool", "offset"}
 # Prometheus' own series, not the service's: the only one a dead target still has.
 PROMETHEUS_OWN = {"up"}
+# Series a service exports only once a safe rollout has scored: the rollout panel's, checked against
+# a service running one.
+ROLLOUT_ONLY = {f"{monitoring.VERSION_DURATION}_{part}" for part in ("bucket", "count", "sum")}
 
 
 def test_shipped_files_are_what_the_code_generates() -> None:
@@ -159,7 +162,7 @@ def test_every_expression_names_metrics_a_real_service_exports(service, damaged_
     series = exported(text)
     checked = set()
     for expr in monitoring.expressions():
-        for name in named_metrics(expr) - PROMETHEUS_OWN:
+        for name in named_metrics(expr) - PROMETHEUS_OWN - ROLLOUT_ONLY:  # those: the test below
             assert name in series, f"{name} (in {expr!r}) is not on /metrics"
             checked.add(name)
         # Every label value the expression pins (le bounds, routes, outcomes) is one the service uses.
@@ -179,6 +182,32 @@ def test_every_expression_names_metrics_a_real_service_exports(service, damaged_
         "diabetes_worker_restarts_total",
         "diabetes_workers_crash_looping",
     } <= checked
+
+
+@pytest.mark.slow
+def test_rollout_panel_names_metrics_a_service_in_a_rollout_exports(service, damaged_second_version) -> None:
+    """The rollout panel's series, from a real service running a canary between two registered versions:
+    both versions there, side by side."""
+    home, _ = damaged_second_version
+    challenger = str(run_train(home, "--alpha", "0.1")["model_version"])
+    env = {"DIABETES_HOME": str(home), "DIABETES_TRACKING_URI": f"sqlite:///{home / 'mlruns.db'}"}
+    args = ["--challenger", f"models:/diabetes_model/{challenger}", "--rollout", "canary", "--canary-percent", "50"]
+    rows = [[0.01 * i] * 10 for i in range(40)]
+    with service("models:/diabetes_model/1", env=env, workers=2, args=args) as svc:
+        with requests.Session() as session:
+            for row in rows:
+                answer = session.post(svc.url + "/score", json={"data": [row]}, timeout=10)
+                assert answer.status_code == 200, answer.text
+        count = f"{monitoring.VERSION_DURATION}_count"
+        text = scrape_until(svc.url, f'{count}{{version="{challenger}"}}')
+        text = scrape_until(svc.url, f'{count}{{version="1"}}')
+    series = exported(text)
+    rollout = [expr for expr in monitoring.expressions() if named_metrics(expr) & ROLLOUT_ONLY]
+    assert len(rollout) >= 2  # the panel's calls/s and p99
+    for expr in rollout:
+        for name in named_metrics(expr) - PROMETHEUS_OWN:
+            assert name in series, f"{name} (in {expr!r}) is not on /metrics during a rollout"
+    assert {("version", "1"), ("version", challenger)} <= series[count]
 
 
 def test_kubernetes_output_has_the_monitoring_manifests(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 import requests
@@ -164,6 +165,159 @@ def test_shadow_answers_with_the_champion_and_counts_every_copy(service, registr
     assert metric(metrics, "diabetes_rollout_challenger_errors_total") == 0
 
 
+def shadow_rollout(challenger, **settings):
+    """A shadow rollout in this process (no supervisor, no board) with a real core for `challenger`."""
+    from diabetes_service.observability.metrics import Metrics
+    from diabetes_service.scoring.rollout import Rollout
+    from diabetes_service.settings import ServiceSettings
+    from tests.service.test_runner import core_for
+
+    own = ServiceSettings(model_uri=f"models:/{MODEL}@champion", challenger=CHALLENGER, rollout="shadow", **settings)
+    rollout = Rollout(own, Metrics())
+    rollout.serve_challenger(core_for(challenger))
+    return rollout
+
+
+def offer_and_drain(rollout, copies) -> None:
+    """Offer every copy in one loop turn (as answers leaving together do), then let the drain score them."""
+    import asyncio
+
+    async def run() -> None:
+        for copy in copies:
+            rollout.shadow.offer(copy)
+        while rollout.counts.get("challenger_calls", 0) < len(copies):
+            await asyncio.sleep(0.001)
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def expected_divergence(champion, challenger, tolerance=0.1):
+    import numpy as np
+
+    return int((np.abs(challenger - champion) > tolerance * np.maximum(np.abs(champion), 1.0)).sum())
+
+
+def test_shadow_copies_queued_together_are_scored_in_one_challenger_call(example_data):
+    import numpy as np
+    from sklearn.linear_model import Ridge
+
+    from tests.service.test_runner import BatchCentredModel, CountingModel
+
+    x, y = example_data.x_train, example_data.y_train
+    champion, challenger = Ridge(alpha=0.03).fit(x, y), CountingModel(Ridge(alpha=0.5).fit(x, y))
+    sizes = [1, 3, 2, 5, 1, 4, 2, 1]
+    starts = np.cumsum([0, *sizes])
+    matrices = [np.asarray(example_data.x_test[a:b]) for a, b in pairwise(starts)]
+    copies = [(m, "predict", champion.predict(m)) for m in matrices]
+    rollout = shadow_rollout(challenger)
+    challenger.calls.clear()  # the warm-up's
+    offer_and_drain(rollout, copies)
+    assert challenger.calls == [sum(sizes)]  # one call for the batch
+    counts = rollout.counts
+    assert counts["shadow_calls"] == counts["challenger_calls"] == len(copies)
+    assert counts["shadow_batches"] == 1
+    assert counts["compared_rows"] == sum(sizes)
+    every = np.concatenate(matrices)
+    assert counts["diverged_rows"] == expected_divergence(champion.predict(every), challenger.estimator.predict(every))
+    assert counts["diverged_rows"] > 0  # the two versions differ: the split per copy is tested
+    # The guard saw each copy as a call of its own: its rows and divergence.
+    window = list(rollout.guard.window)
+    assert [rows for *_, rows in window] == sizes
+    assert [d for _, _, d, _ in window] == [
+        expected_divergence(champion.predict(m), challenger.estimator.predict(m)) for m in matrices
+    ]
+    # A challenger whose answers depend on the other rows of the call is never batched.
+    centred = BatchCentredModel(Ridge(alpha=0.5).fit(x, y))
+    rollout = shadow_rollout(centred)
+    centred.calls.clear()
+    offer_and_drain(rollout, copies)
+    assert centred.calls == [size for size in sizes for _ in range(2)]  # one call each (it predicts twice a call)
+    assert rollout.counts["shadow_batches"] == len(copies)
+
+
+def test_a_batch_holding_one_failing_copy_counts_that_copy_alone(example_data):
+    import numpy as np
+    from sklearn.linear_model import Ridge
+
+    from tests.service.test_runner import InfinityAboveModel
+
+    x, y = example_data.x_train, example_data.y_train
+    champion, challenger = Ridge(alpha=0.03).fit(x, y), InfinityAboveModel(Ridge(alpha=0.03).fit(x, y))
+    matrices = [np.asarray(example_data.x_test[i : i + 2]) for i in range(0, 20, 2)]
+    matrices[6] = matrices[6].copy()
+    matrices[6][1, 0] = 1e301  # the challenger answers infinity: a row it cannot score
+    copies = [(m, "predict", champion.predict(m)) for m in matrices]
+    rollout = shadow_rollout(challenger, guard_error_rate=1.0)
+    challenger.calls.clear()
+    offer_and_drain(rollout, copies)
+    # The batch failed; each copy was then scored alone, and only the failing one is the challenger's error.
+    assert challenger.calls == [20] + [2] * 10
+    counts = rollout.counts
+    assert counts["challenger_errors"] == 1
+    assert counts["shadow_calls"] == counts["challenger_calls"] == 10
+    assert counts["compared_rows"] == 18
+    assert [ok for ok, *_ in rollout.guard.window] == [True] * 6 + [False] + [True] * 3
+    assert rollout.live()  # one error in ten is below the 100% set here
+
+
+def test_shadow_batches_keep_exact_counts_under_concurrent_load(service, registry, example_data):
+    """Sixteen callers at once, one copy in ten unscorable by the challenger: every count exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    uri, env = registry
+    set_aliases(uri, champion="1", challenger="3")
+    args = ["--challenger", CHALLENGER, "--rollout", "shadow", "--guard-error-rate", "1"]
+    env = {**env, "DIABETES_SHADOW_QUEUE": "100000"}  # nothing dropped: every copy is counted
+    svc = service(f"models:/{MODEL}@champion", env=env, workers=2, args=args, ready_timeout=180).start()
+    rows = [list(r) for r in example_data.x_test[:40]]
+    bad = [-2.0, *rows[0][1:]]  # log1p(-2) is NaN: the challenger (version 3) cannot score it
+
+    def body(i: int) -> list[list[float]]:
+        chosen = [rows[(i + k) % len(rows)] for k in range(1 + i % 4)]
+        return [*chosen, bad] if i % 10 == 7 else chosen
+
+    calls = 16 * 30
+    bodies = [body(i) for i in range(calls)]
+
+    def caller(first: int) -> list[tuple[int, str]]:
+        with requests.Session() as session:
+            seen = []
+            for i in range(first, calls, 16):
+                answer = session.post(svc.url + "/score", json={"data": bodies[i]}, timeout=10)
+                seen.append((answer.status_code, answer.headers.get("x-model-version")))
+            return seen
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = [a for seen in pool.map(caller, range(16)) for a in seen]
+    assert answers == [(200, "1")] * calls  # the champion answered every call
+    failing = sum(1 for b in bodies if bad in b)
+    good_rows = sum(len(b) for b in bodies if bad not in b)
+    deadline = time.monotonic() + 30
+    while True:
+        metrics = requests.get(svc.url + "/metrics", timeout=5).text
+        if metric(metrics, "diabetes_rollout_challenger_calls_total") >= calls or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert metric(metrics, "diabetes_rollout_shadow_dropped_total") == 0
+    assert metric(metrics, "diabetes_rollout_shadow_calls_total") == calls
+    assert metric(metrics, "diabetes_rollout_challenger_calls_total") == calls
+    assert metric(metrics, "diabetes_rollout_challenger_errors_total") == failing
+    assert metric(metrics, "diabetes_rollout_compared_rows_total") == good_rows
+    assert metric(metrics, "diabetes_rollout_shadow_batches_total") < calls  # copies were scored together
+    assert metric(metrics, 'diabetes_rollout_state{state="shadow"}') == 1  # not rolled back
+    import mlflow
+
+    with store(uri):
+        one = mlflow.sklearn.load_model(f"models:/{MODEL}/1")
+        three = mlflow.sklearn.load_model(f"models:/{MODEL}/3")
+    good = np.asarray([row for b in bodies if bad not in b for row in b])
+    assert metric(metrics, "diabetes_rollout_diverged_rows_total") == expected_divergence(
+        one.predict(good), three.predict(good)
+    )
+
+
 def test_a_failing_challenger_is_rolled_back_and_its_alias_removed(service, registry, example_data):
     uri, env = registry
     set_aliases(uri, champion="1", challenger="3")
@@ -215,6 +369,45 @@ def test_a_healthy_challenger_is_promoted(service, registry, example_data):
     assert metric(metrics, 'diabetes_rollout_state{state="promoted"}') == 1
     assert "promoting it" in svc.output()
     set_aliases(uri, champion="1")  # as the other tests expect
+
+
+def test_promote_after_counts_from_when_the_challenger_is_live_in_every_worker():
+    """Its clock starts when every warm worker serves the announced challenger, not at the announcement."""
+    from types import SimpleNamespace
+
+    from diabetes_service.board import AWAY, WARM, WorkerBoard
+    from diabetes_service.observability.metrics import Metrics
+    from diabetes_service.settings import ServiceSettings
+    from diabetes_service.supervisor.rollout import RolloutControl
+
+    settings = ServiceSettings(
+        model_uri=f"models:/{MODEL}@champion", challenger=CHALLENGER, rollout="canary", promote_after="10s"
+    )
+    workers = WorkerBoard(3)
+    for slot in range(3):
+        workers.mark(slot, WARM)
+    control = RolloutControl(settings, workers, Metrics(), champion=None)
+    # The follower's announcement of generation 1 (it needs a registry; the board and control are real).
+    control.challenger = SimpleNamespace(generation=1, current=SimpleNamespace(version="2"))
+    control.poll(0.0)
+    for _ in range(settings.guard_min_calls):
+        workers.count_challenger_call(0)  # calls of an earlier challenger, in a worker still holding it
+    control.poll(60.0)
+    assert control.started is None
+    assert not control._promotion_due(60.0)  # announced a minute ago, live nowhere: no clock yet
+    workers.serve_challenger(0, 1)
+    workers.serve_challenger(1, 1)
+    control.poll(70.0)
+    assert control.started is None  # two workers of three
+    workers.mark(2, AWAY)  # the third is replaced: the others take every connection
+    control.poll(80.0)
+    assert control.started == 80.0
+    for _ in range(settings.guard_min_calls - 1):
+        workers.count_challenger_call(1)
+    assert not control._promotion_due(95.0)  # the calls before it went live do not count
+    workers.count_challenger_call(0)
+    assert not control._promotion_due(89.0)
+    assert control._promotion_due(90.0)
 
 
 def test_a_challenger_with_other_inputs_is_refused_at_start(registry):

@@ -52,6 +52,7 @@ ROLLOUT_STATES = ("off", "shadow", "canary", "rolled_back", "promoted")
 ROLLOUT_COUNTERS = {
     "shadow_calls": "Shadow copies the challenger scored",
     "shadow_dropped": "Shadow copies dropped: the challenger's queue was full",
+    "shadow_batches": "Challenger calls that scored shadow copies: fewer than the copies when batched",
     "challenger_calls": "Calls (canary) and shadow copies the challenger scored or failed",
     "challenger_errors": "Calls and copies the challenger failed that the champion scored",
     "diverged_rows": "Shadow rows whose challenger answer is beyond the tolerance of the champion's (or another label)",

@@ -117,6 +117,8 @@ class ScoringCore:
         self.categories: dict[str, list[str]] = known_categories(self.estimator) if self.typed else {}
         self.slow_seconds_per_call = 0.0
         self.gathers = False
+        # Rows scored together get their answers alone (probed at warm-up): the shadow copies batch then.
+        self.rows_independent = False
         self.compiled: Any = None
         self._predictors: dict[str, Callable[[Any], np.ndarray]] = {
             method: self._caller(method) for method in self.methods
@@ -174,9 +176,8 @@ class ScoringCore:
             self._predictors[method](_head(probe, 1))
         self.slow_seconds_per_call = time.perf_counter() - started
         per_call = self.slow_seconds_per_call / len(self.methods)
-        self.gathers = GATHER_CALL_SECONDS < per_call < GATHER_PROBE_LIMIT_SECONDS and self._rows_independent(
-            _head(probe, 4)
-        )
+        self.rows_independent = per_call < GATHER_PROBE_LIMIT_SECONDS and self._rows_independent(_head(probe, 4))
+        self.gathers = per_call > GATHER_CALL_SECONDS and self.rows_independent
 
     def _rows_independent(self, probe: ModelInput) -> bool:
         """Whether rows scored together get the answers they get alone: then gathering is invisible."""

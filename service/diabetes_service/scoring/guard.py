@@ -8,7 +8,8 @@ decision rests on fewer), the challenger is rolled back when
 - its p99 passes `guard_p99_ms`;
 - its divergence (share of rows whose answers are beyond `divergence_tolerance` of the champion's,
   label disagreement for classifiers; shadow only, where both answers exist) passes `guard_divergence`.
-The decision is the worker's; board.py makes it every worker's (scoring/rollout.py).
+The decision is the worker's; board.py makes it every worker's (scoring/rollout.py). A batch of
+shadow copies (scoring/shadow.py) is one call each in the window, decided on once, after its last.
 """
 
 from __future__ import annotations
@@ -33,12 +34,26 @@ class Guard:
 
     def record(self, ok: bool, seconds: float, diverged: int = 0, rows: int = 0) -> str | None:
         """Count one challenger call; the reason to roll back, when a guardrail is passed."""
+        self._push(ok, seconds, diverged, rows)
+        return self._decide()
+
+    def record_scored(self, seconds: float, copies: list[tuple[int, int]]) -> str | None:
+        """Count the shadow copies of one batch, each scored (`diverged`, `rows`) in `seconds`: each one
+        call in the window, decided once after the last (an error rate only falls as they come)."""
+        for diverged, rows in copies:
+            self._push(True, seconds, diverged, rows)
+        return self._decide()
+
+    def _push(self, ok: bool, seconds: float, diverged: int, rows: int) -> None:
         window = self.window
         if len(window) == self.size and not window[0][0]:
             self.errors -= 1  # the oldest call, an error, leaves the window
         window.append((ok, seconds, diverged, rows))
         if not ok:
             self.errors += 1
+
+    def _decide(self) -> str | None:
+        window = self.window
         if self.errors > self.error_rate * self.size:
             return f"error rate {self.errors}/{len(window)} calls over {self.error_rate:.2%}"
         if len(window) < self.size:

@@ -7,7 +7,9 @@ board, loads and warms it in a thread, and swaps it in between requests: request
 keep the core they started with. Whoever serves the model hears of each one through `served`.
 
 During a safe rollout (scoring/rollout.py) the challenger is loaded the same way, after the model and
-before the worker reports warm, and follows its own generation on the board: a worker holds both.
+before the worker reports warm, and follows its own generation on the board: a worker holds both, and
+says on the board which challenger generation it serves (`--promote-after` counts from when every
+warm worker serves it: supervisor/rollout.py).
 """
 
 from __future__ import annotations
@@ -109,7 +111,15 @@ class ModelLifecycle:
             )
         assert self.state.rollout is not None
         self.state.rollout.serve_challenger(core, self.state.runner_type)
+        self._challenger_served(self.challenger_generation)
         return True
+
+    @staticmethod
+    def _challenger_served(generation: int) -> None:
+        # On the board, for --promote-after's clock: it runs once every worker serves this challenger.
+        if board.current is not None:
+            workers, slot = board.current
+            workers.serve_challenger(slot, generation)
 
     def _challenger_policy(self) -> TrustPolicy:
         # `--model-sha256` pins the champion's artifact, not the challenger's.
@@ -163,6 +173,7 @@ class ModelLifecycle:
                 log.error("could not swap in the announced challenger: %s", done.exception())
             elif self.state.rollout is not None:
                 self.state.rollout.serve_challenger(done.result(), self.state.runner_type)
+                self._challenger_served(generation)
 
         asyncio.get_running_loop().run_in_executor(None, load).add_done_callback(swap)
 

@@ -147,12 +147,67 @@ class Rollout:
         self.record(True, seconds)
         return result
 
-    async def _shadow(self, copy: Copy) -> None:
-        matrix, method, expected = copy
+    async def _shadow(self, copies: list[Copy]) -> None:
+        """Score a batch of shadow copies (scoring/shadow.py): one challenger call for each layout."""
         if not self.live():
             return
+        groups: dict[Any, list[Copy]] = {}
+        for copy in copies:
+            matrix = copy[0]
+            # A float matrix's trailing shape and type; a checked Table has the feature order's columns.
+            layout = (matrix.shape[1:], matrix.dtype.str) if isinstance(matrix, np.ndarray) else type(matrix)
+            groups.setdefault((copy[1], layout), []).append(copy)
+        for group in groups.values():
+            if len(group) > 1 and self.live() and await self._shadow_together(group):
+                continue
+            for copy in group:  # alone: one copy, a challenger whose rows depend on each other, or a failed batch
+                if not self.live():  # rolled back meanwhile: the copies left are not scored
+                    return
+                await self._shadow_alone(copy)
+
+    async def _shadow_together(self, group: list[Copy]) -> bool:
+        """Score copies of one layout in one call; False when it cannot (they are then scored one by one,
+        so that only the copies the challenger fails count as its errors)."""
+        assert self.runner is not None
+        assert self.challenger is not None
+        if not self.challenger.rows_independent:  # its answers would change with the batch
+            return False
+        method = group[0][1]
+        started = perf_counter()
+        try:
+            result = np.asarray(await self.runner.predict(self.challenger.concat([c[0] for c in group]), method))
+            seconds = perf_counter() - started
+            expected = np.concatenate([np.asarray(c[2]) for c in group])
+            diverged = np.concatenate(([0], np.cumsum(self.diverged_rows(expected, result))))
+        except Exception:  # scored alone next: each copy hears its own error
+            return False
+        rows = np.fromiter((len(c[2]) for c in group), dtype=np.intp, count=len(group))
+        ends = np.cumsum(rows)
+        by_copy = (diverged[ends] - diverged[ends - rows]).tolist()
+        counts = self.counts
+        for name, by in (
+            ("shadow_calls", len(group)),
+            ("challenger_calls", len(group)),
+            ("shadow_batches", 1),
+            ("diverged_rows", sum(by_copy)),
+            ("compared_rows", int(ends[-1])),
+        ):
+            counts[name] = counts.get(name, 0) + by
+        self.metrics.touch()
+        if board.current is not None:
+            workers, slot = board.current
+            workers.count_challenger_call(slot, len(group))
+        # Each copy one call of the guard's window, timed as its batch (shadow.py).
+        reason = self.guard.record_scored(seconds, list(zip(by_copy, rows.tolist(), strict=True)))
+        if reason is not None:
+            self.roll_back(reason)
+        return True
+
+    async def _shadow_alone(self, copy: Copy) -> None:
+        matrix, method, expected = copy
         assert self.runner is not None
         self.count("shadow_calls")
+        self.count("shadow_batches")
         started = perf_counter()
         try:
             result = await self.runner.predict(matrix, method)
@@ -169,17 +224,21 @@ class Rollout:
         self.record(True, seconds, diverged, rows)
 
     def diverged(self, expected: np.ndarray, got: np.ndarray) -> int:
-        """Rows whose answers differ: another label (or most likely class), or a number further than
+        """The count of rows whose answers differ (`diverged_rows`)."""
+        return int(self.diverged_rows(expected, got).sum())
+
+    def diverged_rows(self, expected: np.ndarray, got: np.ndarray) -> np.ndarray:
+        """Which rows' answers differ: another label (or most likely class), or a number further than
         `divergence_tolerance` of the champion's (relative, and absolute below 1)."""
         if expected.shape != got.shape:
-            return len(expected)
+            return np.ones(len(expected), dtype=bool)
         if expected.ndim == 2:  # class probabilities: the most likely class
-            return int((expected.argmax(axis=1) != got.argmax(axis=1)).sum())
+            return expected.argmax(axis=1) != got.argmax(axis=1)
         classifier = self.challenger is not None and self.challenger.classes is not None
         if classifier or expected.dtype.kind not in "fiu" or got.dtype.kind not in "fiu":
-            return int((expected != got).sum())
+            return np.asarray(expected != got, dtype=bool).reshape(len(expected), -1).any(axis=1)
         bound = self.tolerance * np.maximum(np.abs(expected), 1.0)
-        return int((np.abs(got - expected) > bound).sum())
+        return np.abs(got - expected) > bound
 
     # -- guardrails --------------------------------------------------------------------------------
 

@@ -8,9 +8,11 @@ The workers decide a rollback (scoring/rollout.py's guardrails) and write it on 
 the supervisor sees it on its tick and acts once, for the whole replica: a log line,
 `diabetes_rollout_state{state="rolled_back"}`, and with `--rollback-alias` the challenger's alias
 removed in the registry so every replica and person sees it. With `--promote-after`, once the
-guardrails have held that long over at least `guard_min_calls` challenger calls, the champion's
-alias is moved to the challenger's version and the model re-resolved at once (as on SIGHUP): this
-replica, and every following one, swaps it in the usual way. Registry writes run in a child process
+guardrails have held that long over at least `guard_min_calls` challenger calls, both counted from
+when the challenger is live (warm in every worker taking connections, as each says on the board;
+not from its announcement: preparing and warming it can take minutes), the champion's alias is
+moved to the challenger's version and the model re-resolved at once (as on SIGHUP): this replica,
+and every following one, swaps it in the usual way. Registry writes run in a child process
 (diabetes_store.aliases), never blocking the supervisor's loop. A new challenger version (its alias
 moved) starts a new rollout.
 """
@@ -89,7 +91,7 @@ class RolloutControl:
         self.challenger: ChallengerFollower | None = None
         self.state = settings.rollout or "off"
         self.seen = 0  # the challenger generation this rollout is about
-        self.started = 0.0
+        self.started: float | None = None  # when it went live in every worker: --promote-after's clock
         self.baseline = 0  # challenger calls before it
         self.change: tuple[subprocess.Popen, str, Callable[[], None] | None] | None = None
         self._publish()
@@ -107,12 +109,18 @@ class RolloutControl:
             if self.seen and self.board.rollout_state() != board.ACTIVE:
                 log.info("rollout: new challenger version %s: the rollout starts again", challenger.current.version)  # type: ignore[union-attr]
             self.seen = challenger.generation
-            self.started, self.baseline = now, self.board.challenger_calls()
+            self.started, self.baseline = None, self.board.challenger_calls()
             self.board.set_rollout_state(board.ACTIVE)
             self.state = self.settings.rollout or "off"
             self._publish()
             return
         state = self.board.rollout_state()
+        if self.started is None and state == board.ACTIVE and self.board.challenger_live(self.seen):
+            # Warm in every worker and taking its share: the guardrails' time starts now, not at the
+            # announcement (preparing and warming a version can take minutes).
+            self.started, self.baseline = now, self.board.challenger_calls()
+            if self.settings.promote_after:
+                log.info("rollout: the challenger is live in every worker; --promote-after counts from now")
         if state == board.ROLLED_BACK and self.state != "rolled_back":
             self.state = "rolled_back"
             self._publish()
@@ -147,6 +155,7 @@ class RolloutControl:
         after = self.settings.promote_after_seconds
         return (
             after is not None
+            and self.started is not None
             and now - self.started >= after
             and self.board.challenger_calls() - self.baseline >= self.settings.guard_min_calls
         )
