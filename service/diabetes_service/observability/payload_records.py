@@ -160,10 +160,12 @@ def write(table: pa.Table, path: Any) -> None:
     )
 
 
-def _constant(value: Any, total: int) -> pa.Array:
+def _constant(value: Any, zeros: pa.Array) -> pa.Array:
     """One value on every record: a dictionary of one entry (no string copied per row; Parquet
-    writes it as the dictionary page it would have built)."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(total, np.int32)), pa.array([value], pa.string()))
+    writes it as the dictionary page it would have built). `zeros`, the indices, are shared by
+    every such column of a batch and not checked again (`safe=False`): a batch of 100-row calls
+    spent ~9 ns a record building and checking one array of zeros per column (2026-12-08)."""
+    return pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string()), safe=False)
 
 
 def _group(
@@ -186,14 +188,15 @@ def _group(
         counts = np.fromiter(map(len, inputs), np.int64, n)
     total = int(counts.sum())
     each = None if total == n else pa.array(np.repeat(np.arange(n, dtype=np.int32), counts))  # the call of each record
+    zeros = pa.array(np.zeros(total, np.int32))  # the indices of every one-value column
 
     def strings(values: Sequence[Any]) -> pa.Array:
         # A call's value on each of its rows; one value on all of them (a route, a protocol) costs one entry.
         if values.count(values[0]) == n:
-            return _constant(values[0], total)
+            return _constant(values[0], zeros)
         if each is None:
             return pa.array(values, pa.string())
-        return pa.DictionaryArray.from_arrays(each, pa.array(values, pa.string()))
+        return pa.DictionaryArray.from_arrays(each, pa.array(values, pa.string()), safe=False)  # each < n
 
     def numbers(values: Sequence[Any], dtype: type) -> np.ndarray:
         array = np.fromiter(values, dtype, n)
@@ -206,14 +209,14 @@ def _group(
         "protocol": strings(list(map(_FIRST, wheres))),
         "route": strings(routes),
         "transport": strings(list(map(_SECOND, wheres))),
-        "model_name": _constant(name, total),
-        "model_version": _constant(version, total),
+        "model_name": _constant(name, zeros),
+        "model_version": _constant(version, zeros),
         "status": pa.array(numbers(statuses, np.int32)),
     }
     if not methods:  # a scored record's error stays null (a column of nulls, filled below)
         columns["error"] = pa.array([error_message(e) for e in errors], pa.string())
     else:
-        columns["method"] = _constant(methods[0], total)
+        columns["method"] = _constant(methods[0], zeros)
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         columns["row"] = pa.array((np.arange(total) - starts).astype(np.int32))
         assert core is not None

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from random import random
+from time import time as now
 from typing import Any
 from urllib.parse import quote
 from uuid import uuid4
@@ -117,13 +118,14 @@ class PayloadSink:
             kept, error = scored.get(), None
             if kept is None:
                 return  # answered without scoring: nothing to log
+            rows = len(kept[0])
         else:
-            kept = None  # a refusal: its status and message, never its body
-        rows = len(kept[0]) if kept is not None else 1
+            kept, rows = None, 1  # a refusal: its status and message, never its body
         if self.rate < 1.0 and random() >= self.rate:  # noqa: S311 - a sample, not a secret
             self.count("sampled_out", rows)
             return
-        if self.offered - self.taken + rows > MAX_QUEUED_ROWS:
+        waiting = self.offered - self.taken + rows
+        if waiting > MAX_QUEUED_ROWS:
             if not self.full:
                 self.full = True
                 log.warning("payload logging: queue full (%d records waiting); dropping records", MAX_QUEUED_ROWS)
@@ -132,11 +134,12 @@ class PayloadSink:
         if self.full:
             self.full = False
             log.warning("payload logging: queue drained; logging records again")
-        self.queue.append((time.time(), request_id, route, where, status, error, model, kept, rows))
+        queue = self.queue
+        queue.append((now(), request_id, route, where, status, error, model, kept, rows))
         self.offered += rows
         if self.thread is None:
             self._start()
-        if (self.offered - self.taken >= BATCH_ROWS or len(self.queue) >= BATCH_CALLS) and not self.wake.is_set():
+        if (waiting >= BATCH_ROWS or len(queue) >= BATCH_CALLS) and not self.wake.is_set():
             self.wake.set()
 
     def _start(self) -> None:
