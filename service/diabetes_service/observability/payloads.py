@@ -16,13 +16,20 @@ when it recovers, not one per file.
 
 The writer holds the interpreter lock the event loop needs, so its Python work per call is the cost:
 it takes the queue whole and reads the queued tuples column by column (payload_records.py), with no
-object or Python step per call where the batch is the usual one (one model, one hour). Writer CPU on
-a synthetic flush (10 double features, 2026-12-08): 5.2 -> 2.0 µs per 1-row call, 0.56 -> 0.31 µs per
-row of 100-row calls. Whole-service cost, 100% sampling against the code before payload logging
-(`python -m loadtests.bench --also-baseline DIR --log-payloads --skip-mlflow --connections 16 --rows
-1,100 --ab-rounds 5`, medians, on the shared 2-core machine whose neighbours moved req/s by 2x between
-rounds): 84.4% of the 1-row req/s and 89.1% of the 100-row (a 3-round run the same hour: 93.7% and
-95.2%), against 89.6% and 72.5% before; targets 95% and 90% (docs/payload-logging.md).
+object or Python step per call where the batch is the usual one (one model, one hour), and it writes
+a file per BATCH_ROWS records or BATCH_CALLS calls, not per 20,000 records: a file costs ~1.1 ms of
+its CPU whatever its size, and each time it takes the lock back from the loop (a forced switch).
+Measured 2026-12-08 on the shared 2-core machine, 2 workers, 16 connections, this checkout with and
+without `--log-payloads`, alternated (wrk on /score, process CPU from /proc): at 100-row calls the
+server CPU per call rose 170 -> 205 µs (+21%; +26% with a file per 20,000 records), of which the two
+writer threads ~22 µs, Parquet's encoding (~0.12 µs a record) the most of it; at 1-row calls the
+writers took ~3.6 µs a call (the Parquet write of a 1-row record 0.28 -> 0.14 µs). The bench's A/B
+against the code before payload logging (`python -m loadtests.bench --also-baseline DIR
+--log-payloads --skip-mlflow --connections 16 --rows 1,100 --ab-rounds 5`, which prints the
+req/s ratios; DIR from `git archive d0d936b service`) gave no usable ratio that day: the neighbours
+halved req/s between rounds. Its first two rounds, server CPU per call: 79-84 µs against 71-80 µs at
+1 row, 267-269 µs against 195-200 µs at 100 rows. Targets (docs/payload-logging.md): 95% and 90% of
+req/s; by server CPU neither is met yet (1 row +5-11%, 100 rows +21%).
 """
 
 from __future__ import annotations
