@@ -16,13 +16,20 @@ when it recovers, not one per file.
 
 The writer holds the interpreter lock the event loop needs, so its Python work per call is the cost:
 it takes the queue whole and reads the queued tuples column by column (payload_records.py), with no
-object or Python step per call where the batch is the usual one (one model, one hour). Writer CPU on
-a synthetic flush (10 double features, 2026-12-08): 5.2 -> 2.0 µs per 1-row call, 0.56 -> 0.31 µs per
-row of 100-row calls. Whole-service cost, 100% sampling against the code before payload logging
-(`python -m loadtests.bench --also-baseline DIR --log-payloads --skip-mlflow --connections 16 --rows
-1,100 --ab-rounds 5`, medians, on the shared 2-core machine whose neighbours moved req/s by 2x between
-rounds): 84.4% of the 1-row req/s and 89.1% of the 100-row (a 3-round run the same hour: 93.7% and
-95.2%), against 89.6% and 72.5% before; targets 95% and 90% (docs/payload-logging.md).
+object or Python step per call where the batch is the usual one (one model, one hour), and it writes
+a file per BATCH_ROWS records or BATCH_CALLS calls, not per 20,000 records: a file costs ~1.1 ms of
+its CPU whatever its size, and each time it takes the lock back from the loop (a forced switch).
+Measured 2026-12-08 on the shared 2-core machine, 2 workers, 16 connections, this checkout with and
+without `--log-payloads`, alternated (wrk on /score, process CPU from /proc): at 100-row calls the
+server CPU per call rose 170 -> 205 µs (+21%; +26% with a file per 20,000 records), of which the two
+writer threads ~22 µs, Parquet's encoding (~0.12 µs a record) the most of it; at 1-row calls the
+writers took ~3.6 µs a call (the Parquet write of a 1-row record 0.28 -> 0.14 µs). The bench's A/B
+against the code before payload logging (`python -m loadtests.bench --also-baseline DIR
+--log-payloads --skip-mlflow --connections 16 --rows 1,100 --ab-rounds 5`, which prints the
+req/s ratios; DIR from `git archive d0d936b service`) gave no usable ratio that day: the neighbours
+halved req/s between rounds. Its first two rounds, server CPU per call: 79-84 µs against 71-80 µs at
+1 row, 267-269 µs against 195-200 µs at 100 rows. Targets (docs/payload-logging.md): 95% and 90% of
+req/s; by server CPU neither is met yet (1 row +5-11%, 100 rows +21%).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from random import random
+from time import time as now
 from typing import Any
 from urllib.parse import quote
 from uuid import uuid4
@@ -49,10 +57,13 @@ log = logging.getLogger("diabetes_service")
 # At least this often a batch of records is on disk (the writer wakes every POLL_SECONDS).
 FLUSH_SECONDS = 10.0
 POLL_SECONDS = 1.0
-# Records one worker may hold waiting for its writer (~10 MB for 10 double features); past it, dropped.
-MAX_QUEUED_ROWS = 100_000
-# The writer wakes early for a batch this large.
-BATCH_ROWS = 20_000
+# Records one worker may hold waiting for its writer (~20 MB for 10 double features); past it, dropped.
+MAX_QUEUED_ROWS = 200_000
+# The writer wakes early for a batch this large, in records or in calls (a call's objects weigh ~0.5 kB
+# whatever its rows). A file costs ~1.1 ms of the writer's CPU whatever its size (2026-12-08): at 20,000
+# records a file, 100-row calls paid ~5.5 µs each for it, ~3% of their server CPU; at 100,000, ~1.1 µs.
+BATCH_ROWS = 100_000
+BATCH_CALLS = 20_000
 # A queued call's fields the writer reads for the whole batch at once (payload_records.py: the layout).
 STAMP, MODEL, ROWS = itemgetter(0), itemgetter(6), itemgetter(8)
 # A model served from a file or folder, not a registry: its partition's version.
@@ -114,13 +125,14 @@ class PayloadSink:
             kept, error = scored.get(), None
             if kept is None:
                 return  # answered without scoring: nothing to log
+            rows = len(kept[0])
         else:
-            kept = None  # a refusal: its status and message, never its body
-        rows = len(kept[0]) if kept is not None else 1
+            kept, rows = None, 1  # a refusal: its status and message, never its body
         if self.rate < 1.0 and random() >= self.rate:  # noqa: S311 - a sample, not a secret
             self.count("sampled_out", rows)
             return
-        if self.offered - self.taken + rows > MAX_QUEUED_ROWS:
+        waiting = self.offered - self.taken + rows
+        if waiting > MAX_QUEUED_ROWS:
             if not self.full:
                 self.full = True
                 log.warning("payload logging: queue full (%d records waiting); dropping records", MAX_QUEUED_ROWS)
@@ -129,11 +141,12 @@ class PayloadSink:
         if self.full:
             self.full = False
             log.warning("payload logging: queue drained; logging records again")
-        self.queue.append((time.time(), request_id, route, where, status, error, model, kept, rows))
+        queue = self.queue
+        queue.append((now(), request_id, route, where, status, error, model, kept, rows))
         self.offered += rows
         if self.thread is None:
             self._start()
-        if self.offered - self.taken >= BATCH_ROWS and not self.wake.is_set():
+        if (waiting >= BATCH_ROWS or len(queue) >= BATCH_CALLS) and not self.wake.is_set():
             self.wake.set()
 
     def _start(self) -> None:
@@ -184,7 +197,7 @@ class PayloadSink:
                 rows += n
                 self.taken += n
             due = time.monotonic() - since >= FLUSH_SECONDS - POLL_SECONDS
-            if batch and (stopping or due or rows >= BATCH_ROWS):
+            if batch and (stopping or due or rows >= BATCH_ROWS or len(batch) >= BATCH_CALLS):
                 self._flush(batch, rows)
                 batch, rows = [], 0
                 if self.loop is not None and not stopping:
