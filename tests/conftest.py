@@ -16,7 +16,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 
-from tests.support import tiers
+from tests.support import shared, tiers
 from tests.support.processes import DIABETES
 from tests.support.service import ServiceProcess
 
@@ -95,10 +95,13 @@ def run_train(home: Path, *args: str, env: dict[str, str] | None = None) -> dict
 
 @pytest.fixture(scope="session")
 def embedded_store(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStore:
-    home = tmp_path_factory.mktemp("store")
-    regressor = run_train(home)
-    classifier = run_train(home, "--task", "classification")
-    return EmbeddedStore(home, f"sqlite:///{home / 'mlruns.db'}", regressor, classifier)
+    """Trained once per run, shared by the xdist workers (tests/support/shared.py): its users only read it."""
+
+    def train(home: Path) -> dict:
+        return {"regressor": run_train(home), "classifier": run_train(home, "--task", "classification")}
+
+    home, trained = shared.once(tmp_path_factory, "embedded-store", train)
+    return EmbeddedStore(home, f"sqlite:///{home / 'mlruns.db'}", trained["regressor"], trained["classifier"])
 
 
 @pytest.fixture
