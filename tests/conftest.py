@@ -122,9 +122,13 @@ def service(tmp_path: Path) -> Iterator[type[ServiceProcess]]:
 
 # The tiers (tests/support/tiers.py, docs/testing.md): a test that starts a process is marked `process`
 # by rule at collection, before `-m` deselects; every other test runs with process starts refused.
+# In a `--dist loadgroup` worker, the groups go into the node ids too, where pytest 9.2 keeps them
+# (pytest-xdist's own write no longer reaches them: tiers.carry_groups says why).
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tiers.classify(items)
+    if getattr(config.option, "loadgroup", False):
+        tiers.carry_groups(items)
 
 
 @pytest.hookimpl(wrapper=True)
