@@ -16,7 +16,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 
-from tests.support import tiers
+from tests.support import shared, tiers
 from tests.support.processes import DIABETES
 from tests.support.service import ServiceProcess
 
@@ -95,10 +95,13 @@ def run_train(home: Path, *args: str, env: dict[str, str] | None = None) -> dict
 
 @pytest.fixture(scope="session")
 def embedded_store(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStore:
-    home = tmp_path_factory.mktemp("store")
-    regressor = run_train(home)
-    classifier = run_train(home, "--task", "classification")
-    return EmbeddedStore(home, f"sqlite:///{home / 'mlruns.db'}", regressor, classifier)
+    """Trained once per run, shared by the xdist workers (tests/support/shared.py): its users only read it."""
+
+    def train(home: Path) -> dict:
+        return {"regressor": run_train(home), "classifier": run_train(home, "--task", "classification")}
+
+    home, trained = shared.once(tmp_path_factory, "embedded-store", train)
+    return EmbeddedStore(home, f"sqlite:///{home / 'mlruns.db'}", trained["regressor"], trained["classifier"])
 
 
 @pytest.fixture
@@ -119,9 +122,13 @@ def service(tmp_path: Path) -> Iterator[type[ServiceProcess]]:
 
 # The tiers (tests/support/tiers.py, docs/testing.md): a test that starts a process is marked `process`
 # by rule at collection, before `-m` deselects; every other test runs with process starts refused.
+# In a `--dist loadgroup` worker, the groups go into the node ids too, where pytest 9.2 keeps them
+# (pytest-xdist's own write no longer reaches them: tiers.carry_groups says why).
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tiers.classify(items)
+    if getattr(config.option, "loadgroup", False):
+        tiers.carry_groups(items)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -250,6 +250,33 @@ def _group(item: pytest.Function, reader: Reader) -> str | None:
     return None
 
 
+def carry_groups(items: list[pytest.Item]) -> None:
+    """Make `--dist loadgroup` see the `xdist_group` marks again (run in each xdist worker).
+
+    pytest-xdist learns a test's group from a `@group` suffix its worker adds to the node id at
+    collection (xdist/remote.py), by writing `item._nodeid`. Since pytest 9.2 keeps the id as a
+    structured `_id`, that write no longer reaches `item.nodeid`: every group was silently ignored
+    and the run was a plain `--dist load` (pytest-xdist issue 1386, fix open as PR 1388). Measured in
+    the CI run of 2026-12-08: a module's server or virtualenv fixture built again each time its
+    tests were dealt to another worker (the azure-train virtualenv three times, ~200 s each), and the
+    `default-ports` and `docker` groups not kept to one worker. This writes the same suffix where
+    pytest keeps the id; where xdist's own write took effect it does nothing.
+    """
+    for item in items:
+        names = sorted(
+            {
+                str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                for mark in item.iter_markers("xdist_group")
+            }
+        )
+        suffix = "@" + "_".join(names)
+        if not names or item.nodeid.endswith(suffix) or not hasattr(item, "_id"):
+            continue
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(item.nodeid + suffix)  # type: ignore[attr-defined]
+
+
 def warm_up() -> None:
     """The standard library's one-time process starts, made before the guard is up: they are cached for
     the session, so whichever test asked first would otherwise be failed for them. `platform.processor()`
