@@ -27,7 +27,7 @@ from diabetes_client import AuthenticationError, Client, InvalidInputError, Scor
 from tests.client.conftest import PRIMARY, SECONDARY
 from tests.conftest import FEATURES, ExampleData
 from tests.support.asgi import Adapter, InProcess
-from tests.support.mixed import COLUMNS, records, training_frame
+from tests.support.mixed import COLUMNS, fit_mixed_model, records
 
 URL = "http://in-process.test"
 
@@ -90,23 +90,8 @@ def _save_typed(folder: Path) -> tuple[object, pd.DataFrame]:
     import cloudpickle
     import sklearn
     from mlflow.models import Model, infer_signature
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    frame, labels = training_frame()
-    note = make_pipeline(SimpleImputer(strategy="constant", fill_value="none"), OneHotEncoder(handle_unknown="ignore"))
-    columns = ColumnTransformer(
-        [
-            ("smoker", OneHotEncoder(handle_unknown="ignore"), ["smoker"]),
-            ("numbers", StandardScaler(), ["age", "bmi"]),
-            ("active", "passthrough", ["active"]),
-            ("note", note, ["note"]),
-        ]
-    )
-    model = Pipeline([("columns", columns), ("classify", LogisticRegression())]).fit(frame, labels)
+    model, frame = fit_mixed_model()
     folder.mkdir(parents=True)
     (folder / "model.pkl").write_bytes(cloudpickle.dumps(model))
     # The example rows the service warms the model up with (a typed model cannot take zeros).

@@ -27,12 +27,10 @@ def training_frame() -> tuple[pd.DataFrame, list[str]]:
     return frame, labels
 
 
-def save_mixed_model(folder: Path) -> tuple[Any, pd.DataFrame]:
+def fit_mixed_model() -> tuple[Any, pd.DataFrame]:
     """A Pipeline with a ColumnTransformer selecting a string (one-hot, unseen categories ignored),
     a long, a boolean, a double and an optional string column by name, and a LogisticRegression with
-    string labels; saved to `folder`. Returns the fitted model and its training frame."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+    string labels, fitted on `training_frame`. Returns the fitted model and its training frame."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -50,6 +48,16 @@ def save_mixed_model(folder: Path) -> tuple[Any, pd.DataFrame]:
         ]
     )
     model = Pipeline([("columns", columns), ("classify", LogisticRegression())]).fit(frame, labels)
+    return model, frame
+
+
+def save_mixed_model(folder: Path) -> tuple[Any, pd.DataFrame]:
+    """`fit_mixed_model`'s pipeline saved to `folder` with its inferred signature, as a user's
+    `mlflow.sklearn.save_model` would. Returns the fitted model and its training frame."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    model, frame = fit_mixed_model()
     signature = infer_signature(frame, model.predict(frame))
     mlflow.sklearn.save_model(
         model, folder, signature=signature, input_example=frame.head(3), serialization_format="cloudpickle"
